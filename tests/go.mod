@@ -1,0 +1,3 @@
+module pgtoken-rotator/tests
+
+go 1.22
