@@ -1,0 +1,104 @@
+# pgtoken-rotator: a plain Makefile.
+#   make            build bin/pgtoken-rotator
+#   make test       install what the tests need, build (also with ASan+UBSan), run every test
+#   make demo       start the local stack and watch a Secret being rotated and used
+#   make lint       clang-tidy and cppcheck
+#   make deps       install build and test packages with apt (idempotent)
+#   make install    install the binary under $(PREFIX)
+#   make clean
+# SAN=1 builds into build/san with AddressSanitizer and UndefinedBehaviorSanitizer.
+
+CC ?= cc
+PREFIX ?= /usr/local
+PKGS := libcurl libcjson yaml-0.1 openssl libpq
+VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+GIT_REV := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+
+ifeq ($(SAN),1)
+BUILD ?= build/san
+OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+SANLD := -fsanitize=address,undefined
+else
+BUILD ?= build
+OPT := -O2 -g -D_FORTIFY_SOURCE=2
+SANLD :=
+endif
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes \
+        -Wmissing-prototypes -Wvla -Wpointer-arith -Wundef -Wnull-dereference -Wdouble-promotion \
+        -Wimplicit-fallthrough
+CPPFLAGS += -Ilib -D_GNU_SOURCE -DPGTR_VERSION='"$(VERSION)"' -DPGTR_GIT_REV='"$(GIT_REV)"' \
+            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+CFLAGS += -std=c17 $(OPT) $(WARN) -fPIE -fstack-protector-strong -fstack-clash-protection \
+          -pthread -MMD -MP
+LDFLAGS += -pie -Wl,-z,relro,-z,now -Wl,--as-needed -pthread $(SANLD)
+LDLIBS += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
+
+LIB_SRC := $(sort $(wildcard lib/*/*.c))
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+CMD_SRC := $(wildcard cmd/pgtoken-rotator/*.c)
+CMD_OBJ := $(CMD_SRC:%.c=$(BUILD)/obj/%.o)
+UNIT_SRC := $(sort $(wildcard tests/unit/*/test_*.c))
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%)
+UNIT_HARNESS := $(BUILD)/obj/tests/unit/t.o
+
+BIN := $(BUILD)/bin/pgtoken-rotator
+
+.SECONDARY:
+.PHONY: all test unit demo lint deps install clean fakes
+all: $(BIN)
+ifeq ($(SAN),)
+	@mkdir -p bin && ln -sf ../$(BIN) bin/pgtoken-rotator
+endif
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	@echo '  CC    $<'
+	@$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/libpgtr.a: $(LIB_OBJ)
+	@rm -f $@
+	@ar rcs $@ $^
+
+$(BIN): $(CMD_OBJ) $(BUILD)/libpgtr.a
+	@mkdir -p $(@D)
+	@echo '  LD    $@'
+	@$(CC) $(LDFLAGS) -o $@ $(CMD_OBJ) $(BUILD)/libpgtr.a $(LDLIBS)
+
+$(BUILD)/tests/unit/%: tests/unit/%.c $(UNIT_HARNESS) $(BUILD)/libpgtr.a
+	@mkdir -p $(@D)
+	@echo '  TEST  $@'
+	@$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS) $(LDFLAGS) -o $@ $< $(UNIT_HARNESS) \
+	    $(BUILD)/libpgtr.a $(LDLIBS)
+
+unit: $(UNIT_BIN)
+	@tests/unit/run.sh $(UNIT_BIN)
+
+-include tests/pg/pg.mk
+
+# The Go fakes (tests/fakes): standard library only, caches in .cache/.
+GOENV := GOPATH=$(CURDIR)/.cache/go GOCACHE=$(CURDIR)/.cache/go/build GOFLAGS=-modcacherw \
+         GOTOOLCHAIN=local
+fakes:
+	@mkdir -p build/tests
+	cd tests && $(GOENV) go build -o ../build/tests/fakes ./fakes/cmd/fakes
+
+deps:
+	@tests/deps.sh
+
+test:
+	@tests/run
+
+demo:
+	@tests/demo
+
+lint:
+	@tests/lint.sh
+
+install: all
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/pgtoken-rotator
+
+clean:
+	rm -rf build bin
+
+-include $(LIB_OBJ:.o=.d) $(CMD_OBJ:.o=.d)

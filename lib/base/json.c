@@ -1,0 +1,130 @@
+#include "base/json.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/err.h"
+#include "base/banned.h"
+
+/* Depth of brackets outside strings; a linear scan with no recursion. */
+static int too_deep(const char *s, size_t len)
+{
+    int depth = 0;
+    bool in_str = false;
+
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (in_str) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_str = false;
+        } else if (c == '"') {
+            in_str = true;
+        } else if (c == '{' || c == '[') {
+            if (++depth > JSON_MAX_DEPTH)
+                return 1;
+        } else if (c == '}' || c == ']') {
+            depth--;
+        }
+    }
+    return 0;
+}
+
+int json_parse(cJSON **out, const char *data, size_t len, size_t max_len)
+{
+    const char *end = NULL;
+    cJSON *j;
+
+    if (len > max_len)
+        return err_set(ERR_TOOBIG, "JSON document of %zu bytes is over the %zu-byte limit", len,
+                       max_len);
+    if (too_deep(data, len))
+        return err_set(ERR_PARSE, "JSON nested deeper than %d levels", JSON_MAX_DEPTH);
+    j = cJSON_ParseWithLengthOpts(data, len, &end, 0);
+    if (!j) {
+        size_t at = end && end >= data ? (size_t)(end - data) : 0;
+        return err_set(ERR_PARSE, "malformed JSON near byte %zu of %zu", at, len);
+    }
+    *out = j;
+    return 0;
+}
+
+const char *json_str(const cJSON *obj, const char *key)
+{
+    const cJSON *v = obj ? cJSON_GetObjectItemCaseSensitive(obj, key) : NULL;
+
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+cJSON *json_obj(const cJSON *obj, const char *key)
+{
+    cJSON *v = obj ? cJSON_GetObjectItemCaseSensitive(obj, key) : NULL;
+
+    return cJSON_IsObject(v) ? v : NULL;
+}
+
+cJSON *json_arr(const cJSON *obj, const char *key)
+{
+    cJSON *v = obj ? cJSON_GetObjectItemCaseSensitive(obj, key) : NULL;
+
+    return cJSON_IsArray(v) ? v : NULL;
+}
+
+int json_i64(int64_t *out, const cJSON *obj, const char *key)
+{
+    const cJSON *v = obj ? cJSON_GetObjectItemCaseSensitive(obj, key) : NULL;
+
+    if (!v || cJSON_IsNull(v))
+        return err_set(ERR_NOTFOUND, "field %s is missing", key);
+    if (cJSON_IsNumber(v)) {
+        double d = v->valuedouble;
+        if (d != floor(d) || d > 9.0e18 || d < -9.0e18)
+            return err_set(ERR_PARSE, "field %s is not an integer", key);
+        *out = (int64_t)d;
+        return 0;
+    }
+    if (cJSON_IsString(v)) {
+        const char *s = v->valuestring;
+        char *endp;
+        long long n;
+        if (!*s || strspn(s + (*s == '-'), "0123456789") != strlen(s + (*s == '-')) ||
+            strlen(s) > 19)
+            return err_set(ERR_PARSE, "field %s is not an integer", key);
+        n = strtoll(s, &endp, 10);
+        *out = n;
+        return 0;
+    }
+    return err_set(ERR_PARSE, "field %s is not an integer", key);
+}
+
+int json_quote_n(struct buf *b, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    int rc = buf_addch(b, '"');
+
+    for (size_t i = 0; rc == 0 && i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        switch (c) {
+        case '"': rc = buf_add(b, "\\\"", 2); break;
+        case '\\': rc = buf_add(b, "\\\\", 2); break;
+        case '\n': rc = buf_add(b, "\\n", 2); break;
+        case '\r': rc = buf_add(b, "\\r", 2); break;
+        case '\t': rc = buf_add(b, "\\t", 2); break;
+        default:
+            if (c < 0x20 || c == 0x7f) {
+                char esc[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
+                rc = buf_add(b, esc, sizeof(esc));
+            } else {
+                rc = buf_addch(b, (char)c);
+            }
+        }
+    }
+    return rc ? rc : buf_addch(b, '"');
+}
+
+int json_quote(struct buf *b, const char *s)
+{
+    return json_quote_n(b, s, strlen(s));
+}

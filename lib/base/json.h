@@ -1,0 +1,37 @@
+/* JSON helpers over cJSON: capped parsing, typed look-ups that name the bad
+ * field, and string quoting for writers. */
+#ifndef PGTR_JSON_H
+#define PGTR_JSON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cJSON.h>
+
+#include "base/buf.h"
+
+#define JSON_MAX_DEPTH 64
+
+/* Parses data[0..len). 0: *out is the tree (cJSON_Delete it).
+ * ERR_TOOBIG when len > max_len; ERR_PARSE when malformed or nested deeper
+ * than JSON_MAX_DEPTH (checked before parsing, so hostile input cannot
+ * recurse deeply). */
+int json_parse(cJSON **out, const char *data, size_t len, size_t max_len);
+
+/* Member key of obj when it is a string, else NULL. */
+const char *json_str(const cJSON *obj, const char *key);
+/* Member key of obj when it is an object, else NULL. */
+cJSON *json_obj(const cJSON *obj, const char *key);
+/* Member key of obj when it is an array, else NULL. */
+cJSON *json_arr(const cJSON *obj, const char *key);
+/* Member key as an integer: a JSON number with no fraction, or a string of
+ * digits (Kubernetes and IMDS send both). 0, ERR_NOTFOUND, or ERR_PARSE. */
+int json_i64(int64_t *out, const cJSON *obj, const char *key);
+
+/* Appends s as a quoted JSON string. Returns 0 or ERR_TOOBIG. */
+int json_quote(struct buf *b, const char *s);
+/* Same for s[0..len), which may hold NULs. */
+int json_quote_n(struct buf *b, const char *s, size_t len);
+
+#endif

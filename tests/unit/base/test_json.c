@@ -1,0 +1,65 @@
+#include "t.h"
+
+#include <stdlib.h>
+
+#include "base/err.h"
+#include "base/json.h"
+
+static void test_parse_caps(void)
+{
+    cJSON *j = NULL;
+    char deep[300];
+
+    T_RC(json_parse(&j, "{\"a\":1}", 7, 6), ERR_TOOBIG);
+    T_RC(json_parse(&j, "{\"a\":", 5, 100), ERR_PARSE);
+    memset(deep, '[', sizeof(deep));
+    T_RC(json_parse(&j, deep, sizeof(deep), 1000), ERR_PARSE);
+    T_CHECK(strstr(err_msg(), "deeper") != NULL);
+    /* brackets inside strings do not count as depth */
+    memset(deep, '[', sizeof(deep));
+    deep[0] = '"';
+    deep[298] = '"';
+    T_RC(json_parse(&j, deep, 299, 1000), 0);
+    cJSON_Delete(j);
+}
+
+static void test_lookups(void)
+{
+    const char *doc = "{\"s\":\"x\",\"n\":42,\"f\":1.5,\"ns\":\"1700000000\",\"bad\":\"12a\","
+                      "\"o\":{},\"a\":[]}";
+    cJSON *j = NULL;
+    int64_t v;
+
+    T_RC(json_parse(&j, doc, strlen(doc), 1000), 0);
+    T_EQ_STR(json_str(j, "s"), "x");
+    T_CHECK(json_str(j, "n") == NULL);
+    T_CHECK(json_obj(j, "o") != NULL);
+    T_CHECK(json_obj(j, "a") == NULL);
+    T_CHECK(json_arr(j, "a") != NULL);
+    T_RC(json_i64(&v, j, "n"), 0);
+    T_EQ_INT(v, 42);
+    T_RC(json_i64(&v, j, "ns"), 0);
+    T_EQ_INT(v, 1700000000);
+    T_RC(json_i64(&v, j, "f"), ERR_PARSE);
+    T_RC(json_i64(&v, j, "bad"), ERR_PARSE);
+    T_RC(json_i64(&v, j, "missing"), ERR_NOTFOUND);
+    T_RC(json_i64(&v, j, "o"), ERR_PARSE);
+    cJSON_Delete(j);
+}
+
+static void test_quote(void)
+{
+    struct buf b = BUF_INIT(100);
+
+    T_RC(json_quote(&b, "a\"b\\c\nd\x01\x7f"), 0);
+    T_EQ_STR(buf_str(&b), "\"a\\\"b\\\\c\\nd\\u0001\\u007f\"");
+    buf_release(&b);
+}
+
+int main(void)
+{
+    T_RUN(test_parse_caps);
+    T_RUN(test_lookups);
+    T_RUN(test_quote);
+    return t_done();
+}

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs unit test binaries given as arguments; each prints TAP-style lines.
+# Exits non-zero if any binary failed or crashed (a sanitizer report is a crash).
+set -u
+rc=0
+for t in "$@"; do
+    "$t"
+    st=$?
+    if [ $st -eq 1 ]; then
+        rc=1
+    elif [ $st -ne 0 ]; then
+        echo "not ok - $(basename "$t"): crashed or was stopped by a sanitizer (status $st)"
+        rc=1
+    fi
+done
+exit $rc
