@@ -26,7 +26,7 @@ endif
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes \
         -Wmissing-prototypes -Wvla -Wpointer-arith -Wundef -Wnull-dereference -Wdouble-promotion \
-        -Wimplicit-fallthrough
+        -Wimplicit-fallthrough -Wno-format-truncation
 CPPFLAGS += -Ilib -D_GNU_SOURCE -DPGTR_VERSION='"$(VERSION)"' -DPGTR_GIT_REV='"$(GIT_REV)"' \
             $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 CFLAGS += -std=c17 $(OPT) $(WARN) -fPIE -fstack-protector-strong -fstack-clash-protection \
