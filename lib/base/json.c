@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "base/err.h"
 #include "base/banned.h"
 
@@ -127,4 +129,24 @@ int json_quote_n(struct buf *b, const char *s, size_t len)
 int json_quote(struct buf *b, const char *s)
 {
     return json_quote_n(b, s, strlen(s));
+}
+
+static void wipe(cJSON *j)
+{
+    for (; j; j = j->next) {
+        if (j->valuestring)
+            OPENSSL_cleanse(j->valuestring, strlen(j->valuestring));
+        if (j->child)
+            wipe(j->child); /* depth is bounded by JSON_MAX_DEPTH at parse */
+    }
+}
+
+void json_wipe_delete(cJSON *j)
+{
+    if (!j)
+        return;
+    if (j->valuestring)
+        OPENSSL_cleanse(j->valuestring, strlen(j->valuestring));
+    wipe(j->child);
+    cJSON_Delete(j);
 }

@@ -29,6 +29,10 @@ cJSON *json_arr(const cJSON *obj, const char *key);
  * digits (Kubernetes and IMDS send both). 0, ERR_NOTFOUND, or ERR_PARSE. */
 int json_i64(int64_t *out, const cJSON *obj, const char *key);
 
+/* Wipes every string in the tree (OPENSSL_cleanse) then frees it: for trees
+ * parsed from bodies that held secrets (Secret data, token responses). */
+void json_wipe_delete(cJSON *j);
+
 /* Appends s as a quoted JSON string. Returns 0 or ERR_TOOBIG. */
 int json_quote(struct buf *b, const char *s);
 /* Same for s[0..len), which may hold NULs. */

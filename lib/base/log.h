@@ -25,7 +25,7 @@ struct log_field {
 #define LOG_I64(k, v) ((struct log_field){ LOG_T_I64, (k), NULL, (int64_t)(v) })
 #define LOG_BOOL(k, v) ((struct log_field){ LOG_T_BOOL, (k), NULL, (v) ? 1 : 0 })
 /* The error's name and the thread's current message (err_msg()). */
-#define LOG_ERR(code) LOG_STR("error", err_name(code)), LOG_STR("reason", err_msg())
+#define LOG_ERR(code) LOG_STR("error", err_name(code)), LOG_STR("detail", err_msg())
 #define LOG_END_ ((struct log_field){ LOG_T_END, NULL, NULL, 0 })
 
 #define log_debug(...) log_emit(LOG_DEBUG, __VA_ARGS__, LOG_END_)

@@ -338,6 +338,7 @@ static size_t on_stream(char *data, size_t size, size_t n, void *userp)
         start = i + 1;
         if (s->line.len) {
             int r = s->on_line(s->ctx, s->line.ptr, s->line.len);
+            OPENSSL_cleanse(s->line.ptr, s->line.len); /* events carry Secret data */
             buf_reset(&s->line);
             if (r) {
                 s->rc = r;
@@ -395,6 +396,8 @@ int http_stream(struct http_resp *resp, struct http_client *c, const struct http
     else if (cc != CURLE_OK && !(resp->status >= 200 && resp->status < 300 && cc == CURLE_PARTIAL_FILE))
         rc = map_curl_error(cc, req->url, errbuf);
     reset_for_next(c->curl);
+    if (s.line.ptr)
+        OPENSSL_cleanse(s.line.ptr, s.line.cap);
     buf_release(&s.line);
     wipe_slist(hdrs);
     return rc;

@@ -33,7 +33,7 @@ static void test_line_is_json(void)
     T_EQ_STR(json_str(j, "level"), "info");
     T_EQ_STR(json_str(j, "namespace"), "a\"b");
     T_EQ_STR(json_str(j, "error"), "conflict");
-    T_EQ_STR(json_str(j, "reason"), "object \"x\" changed");
+    T_EQ_STR(json_str(j, "detail"), "object \"x\" changed");
     T_CHECK(cJSON_IsTrue(cJSON_GetObjectItem(j, "ok")));
     cJSON_Delete(j);
 }

@@ -1,0 +1,253 @@
+#include "idp/idp.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "base/err.h"
+#include "base/json.h"
+#include "base/jwt.h"
+#include "base/log.h"
+#include "base/mem.h"
+#include "base/urlenc.h"
+#include "base/banned.h"
+
+#define IDP_RESPONSE_MAX (256u * 1024)
+#define WI_ASSERTION_MAX (64u * 1024)
+#define WI_FORM_MAX (80u * 1024)
+#define IDP_SKEW_TOLERANCE_S 300
+
+void idp_token_release(struct idp_token *t)
+{
+    sbuf_free(t->token);
+    t->token = NULL;
+    t->issued_at = t->expires_at = 0;
+}
+
+void idp_free(struct idp *p)
+{
+    if (p)
+        p->ops->free(p);
+}
+
+/* The first line of an Entra error_description ("AADSTS70021: No matching
+ * federated identity record found ..."): the rest is trace ids. */
+static void first_line(char *out, size_t n, const char *s)
+{
+    size_t len = strcspn(s, "\r\n");
+
+    if (len >= n)
+        len = n - 1;
+    memcpy(out, s, len);
+    out[len] = '\0';
+}
+
+static int token_error(long status, const cJSON *j)
+{
+    const char *code = json_str(j, "error"), *desc = json_str(j, "error_description");
+    char line[400] = "";
+
+    if (desc)
+        first_line(line, sizeof(line), desc);
+    if (status == 429 || status >= 500)
+        return err_set(ERR_UNAVAILABLE, "token endpoint answered %ld%s%s", status,
+                       *line ? ": " : "", line);
+    return err_set(ERR_REJECTED, "token request refused (%ld %s)%s%s", status,
+                   code ? code : "error", *line ? ": " : "", line);
+}
+
+int idp_parse_token_response(struct idp_token *out, long status, const char *body, size_t len,
+                             int64_t now)
+{
+    struct jwt_times t = { 0, 0, 0 };
+    const char *tok;
+    int64_t expires_in = 0;
+    cJSON *j = NULL;
+    int rc;
+
+    if (status != 200 && (status < 400 || !len)) {
+        return status == 429 || status >= 500 || status == 0
+                   ? err_set(ERR_UNAVAILABLE, "token endpoint answered %ld", status)
+                   : err_set(ERR_REJECTED, "token endpoint answered %ld", status);
+    }
+    if ((rc = json_parse(&j, body, len, IDP_RESPONSE_MAX)) < 0) {
+        rc = status == 200 ? err_wrap(ERR_PARSE, "token endpoint reply")
+                           : token_error(status, NULL);
+        goto out;
+    }
+    if (status != 200) {
+        rc = token_error(status, j);
+        goto out;
+    }
+    tok = json_str(j, "access_token");
+    if (!tok || !*tok) {
+        rc = err_set(ERR_PARSE, "token endpoint reply has no access_token");
+        goto out;
+    }
+    if (json_i64(&expires_in, j, "expires_in") < 0 || expires_in <= 0)
+        expires_in = 0;
+    if (jwt_read_times(&t, tok, strlen(tok)) < 0) {
+        /* An opaque token: trust expires_in alone. */
+        if (!expires_in) {
+            rc = err_set(ERR_PARSE, "token has neither an exp claim nor expires_in");
+            goto out;
+        }
+        t.exp = now + expires_in;
+        t.iat = now;
+    }
+    if (expires_in && llabs((t.exp - now) - expires_in) > IDP_SKEW_TOLERANCE_S) {
+        log_warn("token_lifetime_mismatch", LOG_I64("exp_in_s", t.exp - now),
+                 LOG_I64("expires_in_s", expires_in));
+        if (now + expires_in < t.exp)
+            t.exp = now + expires_in; /* trust the earlier of the two */
+    }
+    if (t.exp <= now - IDP_SKEW_TOLERANCE_S) {
+        rc = err_set(ERR_PARSE, "token endpoint returned a token that expired %llds ago",
+                     (long long)(now - t.exp));
+        goto out;
+    }
+    out->token = sbuf_from(tok, strlen(tok));
+    out->issued_at = t.iat ? t.iat : now;
+    out->expires_at = t.exp;
+    rc = 0;
+out:
+    json_wipe_delete(j);
+    return rc;
+}
+
+/* --- workload identity ------------------------------------------------- */
+
+struct idp_wi {
+    struct idp base;
+    char *client_id, *tenant_id, *token_file, *token_url;
+};
+
+static int form_add(struct sbuf *f, const char *k, const char *v, size_t vlen)
+{
+    int rc;
+
+    if (sbuf_len(f) && (rc = sbuf_add(f, "&", 1)) < 0)
+        return rc;
+    if ((rc = sbuf_addstr(f, k)) < 0 || (rc = sbuf_add(f, "=", 1)) < 0)
+        return rc;
+    return url_encode_sb(f, v, vlen);
+}
+
+static int wi_form(struct sbuf **out, const struct idp_wi *wi, const char *scope,
+                   const struct sbuf *assertion)
+{
+    static const char atype[] = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+    struct sbuf *f = sbuf_new(WI_FORM_MAX);
+    int rc;
+
+    if ((rc = form_add(f, "client_id", wi->client_id, strlen(wi->client_id))) < 0 ||
+        (rc = form_add(f, "scope", scope, strlen(scope))) < 0 ||
+        (rc = form_add(f, "grant_type", "client_credentials", 18)) < 0 ||
+        (rc = form_add(f, "client_assertion_type", atype, sizeof(atype) - 1)) < 0 ||
+        (rc = form_add(f, "client_assertion", sbuf_expose(assertion), sbuf_len(assertion))) < 0) {
+        sbuf_free(f);
+        return rc;
+    }
+    *out = f;
+    return 0;
+}
+
+static int wi_mint(struct idp_token *out, struct idp *self, struct http_client *http,
+                   const char *scope)
+{
+    struct idp_wi *wi = (struct idp_wi *)self;
+    struct sbuf *assertion = NULL, *form = NULL;
+    struct http_resp resp = HTTP_RESP_INIT;
+    int rc;
+
+    if ((rc = sbuf_read_file(&assertion, wi->token_file, WI_ASSERTION_MAX)) < 0)
+        goto out;
+    sbuf_rtrim(assertion);
+    if (!sbuf_len(assertion)) {
+        rc = err_set(ERR_IO, "federated token file %s is empty", wi->token_file);
+        goto out;
+    }
+    if ((rc = wi_form(&form, wi, scope, assertion)) < 0)
+        goto out;
+    struct http_req req = { .method = "POST", .url = wi->token_url,
+                            .content_type = "application/x-www-form-urlencoded",
+                            .body = sbuf_expose(form), .body_len = sbuf_len(form) };
+    if ((rc = http_do(&resp, http, &req)) < 0)
+        goto out;
+    rc = idp_parse_token_response(out, resp.status, resp.body.ptr ? resp.body.ptr : "",
+                                  resp.body.len, clock_wall_s());
+    if (rc == ERR_UNAVAILABLE)
+        err_set_retry_after_s(resp.retry_after_s);
+out:
+    sbuf_free(form);
+    sbuf_free(assertion);
+    http_resp_release(&resp);
+    return rc;
+}
+
+static void wi_free(struct idp *self)
+{
+    struct idp_wi *wi = (struct idp_wi *)self;
+
+    free(wi->client_id);
+    free(wi->tenant_id);
+    free(wi->token_file);
+    free(wi->token_url);
+    free(wi->base.id);
+    free(wi);
+}
+
+static const struct idp_ops wi_ops = { wi_mint, wi_free };
+
+static bool safe_segment(const char *s)
+{
+    /* tenant ids are GUIDs or domain names: nothing that changes the URL path */
+    return *s && strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") ==
+                     strlen(s);
+}
+
+int idp_wi_new(struct idp **out, const struct idp_wi_opts *o)
+{
+    const char *auth = o->authority_host ? o->authority_host : "https://login.microsoftonline.com/";
+    struct buf url = BUF_INIT(2048), id = BUF_INIT(512);
+    struct idp_wi *wi;
+
+    if (!o->client_id || !*o->client_id)
+        return err_set(ERR_INVALID, "workload identity: AZURE_CLIENT_ID is not set");
+    if (!o->tenant_id || !safe_segment(o->tenant_id))
+        return err_set(ERR_INVALID, "workload identity: AZURE_TENANT_ID is missing or malformed");
+    if (!o->token_file || !*o->token_file)
+        return err_set(ERR_INVALID, "workload identity: AZURE_FEDERATED_TOKEN_FILE is not set");
+    if (strncmp(auth, "https://", 8) && !(o->allow_http_authority && !strncmp(auth, "http://", 7)))
+        return err_set(ERR_INVALID, "workload identity: authority host %s is not https", auth);
+    buf_addstr(&url, auth);
+    if (url.len && url.ptr[url.len - 1] != '/')
+        buf_addch(&url, '/');
+    buf_addf(&url, "%s/oauth2/v2.0/token", o->tenant_id);
+    buf_addf(&id, "wi:%s", o->client_id);
+    wi = xcalloc(1, sizeof(*wi));
+    wi->base.ops = &wi_ops;
+    wi->base.id = buf_detach(&id, NULL);
+    wi->base.kind = "workload-identity";
+    wi->client_id = xstrdup(o->client_id);
+    wi->tenant_id = xstrdup(o->tenant_id);
+    wi->token_file = xstrdup(o->token_file);
+    wi->token_url = buf_detach(&url, NULL);
+    *out = &wi->base;
+    return 0;
+}
+
+int idp_wi_opts_from_env(struct idp_wi_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->client_id = getenv("AZURE_CLIENT_ID");
+    o->tenant_id = getenv("AZURE_TENANT_ID");
+    o->token_file = getenv("AZURE_FEDERATED_TOKEN_FILE");
+    o->authority_host = getenv("AZURE_AUTHORITY_HOST");
+    if (o->authority_host && !*o->authority_host)
+        o->authority_host = NULL;
+    if (!o->client_id || !o->token_file)
+        return err_set(ERR_NOTFOUND, "no workload identity: AZURE_CLIENT_ID and "
+                                     "AZURE_FEDERATED_TOKEN_FILE are not both set");
+    return 0;
+}

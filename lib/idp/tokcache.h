@@ -1,0 +1,32 @@
+/* One token per (identity, scope), shared by every Secret that uses it.
+ * A cached token is served while it is younger than serve_ratio of its
+ * lifetime (default 0.25), so a Secret that rotates at half its token's
+ * lifetime always receives a token with at least three quarters left; older
+ * tokens are renewed on demand, by one caller while the others wait. After a
+ * failure, callers get the same error without a new request until the
+ * backoff (or the server's Retry-After) has passed. Thread-safe. */
+#ifndef PGTR_TOKCACHE_H
+#define PGTR_TOKCACHE_H
+
+#include <stdatomic.h>
+
+#include "idp/idp.h"
+
+struct tokcache;
+
+struct tokcache_stats {
+    atomic_long requests;  /* token requests sent */
+    atomic_long failures;
+    atomic_long hits;
+    atomic_long latency_ms_sum;
+};
+
+/* http_opts: TLS for the identity endpoints (CA bundle). */
+int tokcache_new(struct tokcache **out, const struct http_opts *http_opts, double serve_ratio);
+void tokcache_free(struct tokcache *c);
+struct tokcache_stats *tokcache_stats(struct tokcache *c);
+
+/* 0: *out is a copy of a fresh token (caller releases). Errors as idp_mint. */
+int tokcache_get(struct idp_token *out, struct tokcache *c, struct idp *p, const char *scope);
+
+#endif

@@ -1,0 +1,38 @@
+/* The work queue: it holds only "namespace/name" keys, as controller-runtime's
+ * does. A key is never handed to two workers at once; a key added while it is
+ * being worked on is handed out again after queue_done. A key waiting in the
+ * queue is not added twice. Delayed adds keep the earliest due time.
+ * Times are monotonic milliseconds. Thread-safe. */
+#ifndef PGTR_QUEUE_H
+#define PGTR_QUEUE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct queue;
+
+struct queue *queue_new(void);
+/* Frees the queue; call after every worker has returned. */
+void queue_free(struct queue *q);
+
+void queue_add(struct queue *q, const char *key);
+/* Adds key after delay_ms (negative counts as 0). */
+void queue_add_after(struct queue *q, const char *key, int64_t delay_ms);
+/* Forgets a key entirely (a deleted Secret): drops pending and delayed adds. */
+void queue_forget(struct queue *q, const char *key);
+
+/* Blocks until a key is ready; *out is a new string (free it) and the key is
+ * marked in progress. Returns false once the queue is shut down. */
+bool queue_get(struct queue *q, char **out);
+/* Marks key finished; if it was added meanwhile it becomes ready again. */
+void queue_done(struct queue *q, const char *key);
+
+/* Wakes every waiter; queue_get returns false from now on. */
+void queue_shutdown(struct queue *q);
+
+/* Keys ready now plus keys delayed (for metrics and tests). */
+size_t queue_len(struct queue *q);
+size_t queue_delayed(struct queue *q);
+
+#endif

@@ -1,0 +1,35 @@
+/* The cache of managed Secrets, keyed "namespace/name", filled by the watch
+ * and read by reconcile workers. Thread-safe. Holds only what struct
+ * kube_secret holds: no secret values. */
+#ifndef PGTR_STORE_H
+#define PGTR_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "kube/secret.h"
+
+struct store;
+
+struct store *store_new(void);
+void store_free(struct store *st);
+
+/* Takes ownership of s. Returns true when the entry is new or its
+ * resourceVersion changed (a reconcile is worth queueing). */
+bool store_upsert(struct store *st, struct kube_secret *s);
+/* Removes key; true if it was there. */
+bool store_delete(struct store *st, const char *key);
+/* 0: *out is a copy (kube_secret_free it); ERR_NOTFOUND otherwise. */
+int store_get(struct kube_secret **out, struct store *st, const char *key);
+size_t store_len(struct store *st);
+
+/* Relist: marks every entry of namespace ns (NULL: all) stale, then
+ * store_upsert()s clear the mark; store_sweep() removes what is still stale
+ * and calls on_removed for each removed key. */
+void store_mark(struct store *st, const char *ns);
+void store_sweep(struct store *st, void (*on_removed)(void *ctx, const char *key), void *ctx);
+
+/* Calls fn for every key (under the lock: fn must not call the store). */
+void store_each_key(struct store *st, void (*fn)(void *ctx, const char *key), void *ctx);
+
+#endif

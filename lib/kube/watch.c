@@ -1,0 +1,245 @@
+#include "kube/watch.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/backoff.h"
+#include "base/buf.h"
+#include "base/err.h"
+#include "base/json.h"
+#include "base/log.h"
+#include "base/mem.h"
+#include "base/banned.h"
+
+#define WATCH_PATH_MAX 4096
+#define WATCH_EVENT_MAX (4u << 20)
+
+struct watch_state {
+    struct kube_conn *k;
+    struct store *st;
+    const struct watch_opts *o;
+    const struct watch_handler *h;
+    struct watch_stats *stats;
+    const atomic_bool *stop;
+    char rv[64];
+    bool gone;      /* the stream said 410: relist */
+    int error_code; /* another ERROR event */
+};
+
+void sleep_unless_stopped(long ms, const atomic_bool *stop)
+{
+    while (ms > 0 && !(stop && atomic_load(stop))) {
+        long step = ms > 50 ? 50 : ms;
+        struct timespec ts = { 0, step * 1000000L };
+        nanosleep(&ts, NULL);
+        ms -= step;
+    }
+}
+
+static int base_path(struct buf *b, const struct watch_opts *o)
+{
+    buf_init(b, WATCH_PATH_MAX);
+    if (o->ns) {
+        buf_addstr(b, "/api/v1/namespaces/");
+        kube_query_escape(b, o->ns);
+        buf_addstr(b, "/secrets?");
+    } else {
+        buf_addstr(b, "/api/v1/secrets?");
+    }
+    if (o->label_selector) {
+        buf_addstr(b, "labelSelector=");
+        kube_query_escape(b, o->label_selector);
+        buf_addch(b, '&');
+    }
+    return 0;
+}
+
+static void upsert(struct watch_state *w, const cJSON *obj)
+{
+    struct kube_secret *s = NULL;
+    char *key;
+    bool changed;
+    int rc;
+
+    if ((rc = kube_secret_from_json(&s, obj)) < 0) {
+        log_warn("watch_bad_object", LOG_ERR(rc));
+        return;
+    }
+    key = kube_secret_key(s);
+    changed = store_upsert(w->st, s);
+    if (w->h->on_upsert)
+        w->h->on_upsert(w->h->ctx, key, changed);
+    free(key);
+}
+
+static void on_removed(void *ctx, const char *key)
+{
+    const struct watch_state *w = ctx;
+
+    if (w->h->on_delete)
+        w->h->on_delete(w->h->ctx, key);
+}
+
+static void set_rv(struct watch_state *w, const cJSON *obj)
+{
+    const char *rv = json_str(json_obj(obj, "metadata"), "resourceVersion");
+
+    if (rv && strlen(rv) < sizeof(w->rv))
+        memcpy(w->rv, rv, strlen(rv) + 1);
+}
+
+/* One complete list, all pages. */
+static int list_all(struct watch_state *w)
+{
+    char cont[4096] = "";
+    int rc = 0;
+
+    store_mark(w->st, w->o->ns);
+    do {
+        struct buf path;
+        cJSON *list = NULL, *item;
+        base_path(&path, w->o);
+        buf_addf(&path, "limit=%d", w->o->page_size);
+        if (*cont) {
+            buf_addstr(&path, "&continue=");
+            kube_query_escape(&path, cont);
+        }
+        rc = kube_call(&list, w->k, "GET", path.ptr, NULL, NULL, 0);
+        buf_release(&path);
+        if (rc < 0)
+            return rc;
+        cJSON_ArrayForEach(item, json_arr(list, "items")) upsert(w, item);
+        set_rv(w, list);
+        const char *c = json_str(json_obj(list, "metadata"), "continue");
+        if (c && *c && strlen(c) < sizeof(cont))
+            memcpy(cont, c, strlen(c) + 1);
+        else
+            cont[0] = '\0';
+        json_wipe_delete(list);
+    } while (*cont && !atomic_load(w->stop));
+    store_sweep(w->st, on_removed, w);
+    atomic_fetch_add(&w->stats->lists, 1);
+    return 0;
+}
+
+static int on_event(void *ctx, const char *line, size_t len)
+{
+    struct watch_state *w = ctx;
+    cJSON *ev = NULL, *obj;
+    const char *type;
+    int rc;
+
+    if ((rc = json_parse(&ev, line, len, WATCH_EVENT_MAX)) < 0) {
+        log_warn("watch_bad_event", LOG_ERR(rc));
+        return rc; /* a stream we cannot frame: reconnect */
+    }
+    type = json_str(ev, "type");
+    obj = json_obj(ev, "object");
+    atomic_fetch_add(&w->stats->events, 1);
+    if (!type || !obj) {
+        rc = err_set(ERR_PARSE, "watch event without type or object");
+    } else if (!strcmp(type, "ADDED") || !strcmp(type, "MODIFIED")) {
+        upsert(w, obj);
+        set_rv(w, obj);
+    } else if (!strcmp(type, "DELETED")) {
+        struct kube_secret *s = NULL;
+        if (kube_secret_from_json(&s, obj) == 0) {
+            char *key = kube_secret_key(s);
+            if (store_delete(w->st, key))
+                on_removed(w, key);
+            free(key);
+            kube_secret_free(s);
+        }
+        set_rv(w, obj);
+    } else if (!strcmp(type, "BOOKMARK")) {
+        set_rv(w, obj);
+    } else if (!strcmp(type, "ERROR")) {
+        int64_t code = 0;
+        json_i64(&code, obj, "code");
+        if (code == 410) {
+            w->gone = true;
+            rc = ERR_GONE;
+        } else {
+            rc = err_set(ERR_UNAVAILABLE, "watch ERROR event: %lld %s", (long long)code,
+                         json_str(obj, "message") ? json_str(obj, "message") : "");
+        }
+    }
+    json_wipe_delete(ev);
+    return rc;
+}
+
+static int watch_once(struct watch_state *w)
+{
+    struct buf path;
+    long timeout = w->o->timeout_s + (long)(backoff_rand() * (double)w->o->timeout_s / 5);
+    int rc;
+
+    base_path(&path, w->o);
+    buf_addstr(&path, "watch=1&allowWatchBookmarks=true&resourceVersion=");
+    kube_query_escape(&path, w->rv);
+    buf_addf(&path, "&timeoutSeconds=%ld", timeout);
+    rc = kube_watch(w->k, path.ptr, on_event, w, w->stop, w->o->idle_timeout_s);
+    buf_release(&path);
+    return rc;
+}
+
+int watch_run(struct kube_conn *k, struct store *st, const struct watch_opts *opts,
+              const struct watch_handler *h, const atomic_bool *stop, struct watch_stats *stats)
+{
+    struct watch_opts o = *opts;
+    struct watch_state w = { k, st, &o, h, stats, stop, "", false, 0 };
+    bool listed = false, synced = false;
+    unsigned failures = 0;
+    int rc;
+
+    if (!o.timeout_s)
+        o.timeout_s = 300;
+    if (!o.idle_timeout_s)
+        o.idle_timeout_s = 120;
+    if (!o.page_size)
+        o.page_size = 500;
+    if (!o.backoff_base_ms)
+        o.backoff_base_ms = 500;
+    if (!o.backoff_cap_ms)
+        o.backoff_cap_ms = 30000;
+    while (!atomic_load(stop)) {
+        if (!listed) {
+            rc = list_all(&w);
+            if (rc == 0) {
+                listed = true;
+                failures = 0;
+                log_info("secrets_listed", LOG_STR("namespace", o.ns ? o.ns : "*"),
+                         LOG_STR("resource_version", w.rv), LOG_I64("cached", store_len(st)));
+                if (!synced && h->on_synced)
+                    h->on_synced(h->ctx);
+                synced = true;
+            }
+        } else {
+            w.gone = false;
+            rc = watch_once(&w);
+            atomic_fetch_add(&stats->restarts, 1);
+            if (rc == ERR_GONE || w.gone) {
+                atomic_fetch_add(&stats->gone, 1);
+                log_info("watch_expired_relisting", LOG_STR("namespace", o.ns ? o.ns : "*"),
+                         LOG_STR("resource_version", w.rv));
+                listed = false;
+                continue; /* relist at once: 410 is not a failure */
+            }
+            if (rc == 0) {
+                failures = 0;
+                continue; /* the server ended the watch: resume from w.rv */
+            }
+        }
+        if (rc < 0 && !atomic_load(stop)) {
+            long delay = backoff_ms(failures++, o.backoff_base_ms, o.backoff_cap_ms, backoff_rand());
+            if (err_retry_after_s() * 1000 > delay)
+                delay = err_retry_after_s() * 1000;
+            log_warn(listed ? "watch_failed" : "list_failed",
+                     LOG_STR("namespace", o.ns ? o.ns : "*"), LOG_ERR(rc),
+                     LOG_I64("retry_in_ms", delay));
+            sleep_unless_stopped(delay, stop);
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,49 @@
+/* List then watch Secrets, as an informer does: page through a list with the
+ * label selector, remember its resourceVersion, watch from there with
+ * bookmarks, resume from the last version seen after a dropped stream, and
+ * relist when the server says the version is gone (410). The store follows
+ * what the server says; the handler hears of every change. Only Secrets that
+ * match the selector reach this process, so memory does not grow with the
+ * rest of the cluster. */
+#ifndef PGTR_WATCH_H
+#define PGTR_WATCH_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "kube/kclient.h"
+#include "kube/store.h"
+
+struct watch_opts {
+    const char *ns;              /* NULL: all namespaces */
+    const char *label_selector;  /* e.g. "pgtoken.io/managed=true" */
+    long timeout_s;              /* server-side watch timeout; default 300 (jittered) */
+    long idle_timeout_s;         /* no byte for this long: reconnect; default 120 */
+    int page_size;               /* list chunk; default 500 */
+    long backoff_base_ms;        /* default 500 */
+    long backoff_cap_ms;         /* default 30000 */
+};
+
+struct watch_handler {
+    void (*on_upsert)(void *ctx, const char *key, bool changed);
+    void (*on_delete)(void *ctx, const char *key);
+    void (*on_synced)(void *ctx); /* after the first complete list */
+    void *ctx;
+};
+
+struct watch_stats {
+    atomic_long lists;     /* complete lists (the first, and every relist) */
+    atomic_long restarts;  /* watch streams opened after the first */
+    atomic_long events;
+    atomic_long gone;      /* 410s that forced a relist */
+};
+
+/* Runs until *stop is true; returns 0 then. Errors are logged and retried
+ * with backoff, never returned: the controller keeps running. */
+int watch_run(struct kube_conn *k, struct store *st, const struct watch_opts *o,
+              const struct watch_handler *h, const atomic_bool *stop, struct watch_stats *stats);
+
+/* Sleeps ms, waking early (within 50 ms) when *stop becomes true. */
+void sleep_unless_stopped(long ms, const atomic_bool *stop);
+
+#endif

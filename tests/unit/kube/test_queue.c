@@ -1,0 +1,108 @@
+#include "t.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "base/clock.h"
+#include "kube/queue.h"
+
+static void test_dedup_and_order(void)
+{
+    struct queue *q = queue_new();
+    char *k;
+
+    queue_add(q, "a/1");
+    queue_add(q, "a/2");
+    queue_add(q, "a/1");
+    T_EQ_INT(queue_len(q), 2);
+    T_CHECK(queue_get(q, &k));
+    T_EQ_STR(k, "a/1");
+    /* added while in progress: not handed out again until done */
+    queue_add(q, "a/1");
+    T_EQ_INT(queue_len(q), 1);
+    queue_done(q, "a/1");
+    T_EQ_INT(queue_len(q), 2);
+    free(k);
+    T_CHECK(queue_get(q, &k));
+    T_EQ_STR(k, "a/2");
+    queue_done(q, k);
+    free(k);
+    T_CHECK(queue_get(q, &k));
+    T_EQ_STR(k, "a/1");
+    queue_done(q, k);
+    free(k);
+    T_EQ_INT(queue_len(q), 0);
+    queue_free(q);
+}
+
+static void test_delay_earliest_wins(void)
+{
+    struct queue *q = queue_new();
+    int64_t t0 = clock_mono_ms();
+    char *k;
+
+    queue_add_after(q, "b/1", 5000);
+    queue_add_after(q, "b/1", 50);   /* earlier: replaces */
+    queue_add_after(q, "b/1", 9000); /* later: ignored */
+    T_EQ_INT(queue_delayed(q), 1);
+    T_EQ_INT(queue_len(q), 0);
+    T_CHECK(queue_get(q, &k));
+    T_EQ_STR(k, "b/1");
+    T_CHECK(clock_mono_ms() - t0 >= 50);
+    T_CHECK(clock_mono_ms() - t0 < 4000);
+    T_EQ_INT(queue_delayed(q), 0);
+    queue_done(q, k);
+    free(k);
+    queue_free(q);
+}
+
+static void test_forget(void)
+{
+    struct queue *q = queue_new();
+    char *k;
+
+    queue_add(q, "c/1");
+    queue_add(q, "c/2");
+    queue_add_after(q, "c/3", 10);
+    queue_forget(q, "c/1");
+    queue_forget(q, "c/3");
+    T_CHECK(queue_get(q, &k));
+    T_EQ_STR(k, "c/2");
+    queue_done(q, k);
+    free(k);
+    usleep(30000);
+    T_EQ_INT(queue_len(q), 0);
+    queue_free(q);
+}
+
+static void *stopper(void *arg)
+{
+    usleep(50000);
+    queue_shutdown(arg);
+    return NULL;
+}
+
+static void test_shutdown_wakes(void)
+{
+    struct queue *q = queue_new();
+    pthread_t th;
+    char *k = NULL;
+
+    queue_add_after(q, "d/1", 60000);
+    pthread_create(&th, NULL, stopper, q);
+    T_CHECK(!queue_get(q, &k));
+    pthread_join(th, NULL);
+    queue_add(q, "d/2");
+    T_EQ_INT(queue_len(q), 0);
+    queue_free(q);
+}
+
+int main(void)
+{
+    T_RUN(test_dedup_and_order);
+    T_RUN(test_delay_earliest_wins);
+    T_RUN(test_forget);
+    T_RUN(test_shutdown_wakes);
+    return t_done();
+}
