@@ -38,13 +38,13 @@ type Server struct {
 	done   chan struct{} // closed by Close: releases hanging requests
 	once   sync.Once
 
-	mu      sync.Mutex
-	cfg     *Config
+	mu       sync.Mutex
+	cfg      *Config
 	faults   []*Fault
 	faultSeq int
-	records []Record
-	seq     int64
-	stats   map[string]map[string]int
+	records  []Record
+	seq      int64
+	stats    map[string]map[string]int
 }
 
 // New makes a Server.
@@ -104,11 +104,11 @@ type Record struct {
 	FormFields []string          `json:"form_fields,omitempty"` // names of every form field sent
 	Form       map[string]string `json:"form,omitempty"`        // values of the non-secret ones
 	Assertion  *DecodedJWT       `json:"client_assertion,omitempty"`
-	Fault      *Fault            `json:"fault,omitempty"`  // the fault applied, if any
-	Status     int               `json:"status"`           // 0: no response (hang, or client gone)
-	Error      string            `json:"error,omitempty"`  // OAuth error string
+	Fault      *Fault            `json:"fault,omitempty"`      // the fault applied, if any
+	Status     int               `json:"status"`               // 0: no response (hang, or client gone)
+	Error      string            `json:"error,omitempty"`      // OAuth error string
 	ErrorCode  int               `json:"error_code,omitempty"` // AADSTS code
-	Detail     string            `json:"detail,omitempty"` // why, for the fake's user
+	Detail     string            `json:"detail,omitempty"`     // why, for the fake's user
 	Issued     *IssuedToken      `json:"issued,omitempty"`
 	DurationMS int64             `json:"duration_ms"`
 }

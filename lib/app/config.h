@@ -1,0 +1,62 @@
+/* The controller's settings: defaults that serve AKS, then the YAML file
+ * (--config), then flags. Validated once at start; errors name the field. */
+#ifndef PGTR_CONFIG_H
+#define PGTR_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+enum login_check_mode { LOGIN_CHECK_REQUIRED, LOGIN_CHECK_BEST_EFFORT, LOGIN_CHECK_OFF };
+
+struct config {
+    /* kubernetes */
+    char *kubeconfig;          /* NULL: KUBECONFIG, in-cluster, ~/.kube/config */
+    char *context;
+    char **namespaces;         /* NULL-terminated; empty: all namespaces */
+    size_t nnamespaces;
+    char *label_selector;      /* pgtoken.io/managed=true */
+    int workers;               /* reconcile threads; 4 */
+    long watch_timeout_s;      /* 300 */
+    long watch_idle_timeout_s; /* 120 */
+    /* identity */
+    char *identity_source;     /* "workload-identity" */
+    char *scope;               /* https://ossrdbms-aad.database.windows.net/.default */
+    char *authority_host;      /* NULL: AZURE_AUTHORITY_HOST or the public cloud */
+    char *identity_ca_file;    /* NULL: system bundle */
+    bool insecure_http_authority; /* tests only: allow http:// token endpoints */
+    /* rotation */
+    double refresh_ratio;      /* 0.5 */
+    double jitter;             /* 0.1 */
+    long min_remaining_s;      /* 300 */
+    /* login check */
+    enum login_check_mode login_check;
+    char *db_ca_file;          /* /etc/ssl/certs/ca-certificates.crt */
+    char *db_sslmode;          /* verify-full */
+    int db_connect_timeout_s;  /* 10 */
+    bool insecure_skip_db_tls_verify;
+    /* logging */
+    char *log_level;           /* info */
+    /* identity of this replica for Events */
+    char *instance;            /* POD_NAME or the host name */
+};
+
+/* Fills defaults. */
+void config_init(struct config *c);
+void config_release(struct config *c);
+
+/* Reads a YAML file over the current values. ERR_IO, ERR_PARSE, or ERR_INVALID
+ * naming the field ("config x.yaml: rotation.refreshRatio must be in (0, 1)"). */
+int config_load_file(struct config *c, const char *path);
+
+/* Parses `run` flags over the current values (argv[0] is the subcommand).
+ * --config is applied first wherever it appears. ERR_INVALID on a bad flag;
+ * 1 when --help was asked (usage already printed). */
+int config_parse_args(struct config *c, int argc, char **argv);
+
+/* Cross-field checks after everything is read. */
+int config_validate(const struct config *c);
+
+const char *login_check_name(enum login_check_mode m);
+int login_check_parse(enum login_check_mode *out, const char *s);
+
+#endif

@@ -1,0 +1,440 @@
+#include "rot/reconcile.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/b64.h"
+#include "base/backoff.h"
+#include "base/buf.h"
+#include "base/clock.h"
+#include "base/err.h"
+#include "base/json.h"
+#include "base/log.h"
+#include "base/mem.h"
+#include "base/strmap.h"
+#include "base/banned.h"
+
+#define PATCH_MAX (1u << 20)
+#define STATUS_MSG_MAX 512
+
+struct rot_failures {
+    pthread_mutex_t mu;
+    struct strmap attempts; /* key -> unsigned * */
+};
+
+struct rot_failures *rot_failures_new(void)
+{
+    struct rot_failures *f = xcalloc(1, sizeof(*f));
+
+    pthread_mutex_init(&f->mu, NULL);
+    return f;
+}
+
+void rot_failures_free(struct rot_failures *f)
+{
+    if (!f)
+        return;
+    strmap_clear(&f->attempts, free);
+    pthread_mutex_destroy(&f->mu);
+    free(f);
+}
+
+/* Returns the number of failures before this one and counts this one. */
+static unsigned failure_inc(struct rot_failures *f, const char *key)
+{
+    unsigned *n, prev;
+
+    pthread_mutex_lock(&f->mu);
+    n = strmap_get(&f->attempts, key);
+    if (!n) {
+        n = xcalloc(1, sizeof(*n));
+        strmap_put(&f->attempts, key, n);
+    }
+    prev = (*n)++;
+    pthread_mutex_unlock(&f->mu);
+    return prev;
+}
+
+static void failure_reset(struct rot_failures *f, const char *key)
+{
+    pthread_mutex_lock(&f->mu);
+    free(strmap_del(&f->attempts, key));
+    pthread_mutex_unlock(&f->mu);
+}
+
+void reconcile_forget(const struct reconcile_ctx *ctx, const char *key)
+{
+    const char *slash = strchr(key, '/');
+    char ns[256];
+
+    failure_reset(ctx->failures, key);
+    if (slash && (size_t)(slash - key) < sizeof(ns)) {
+        memcpy(ns, key, (size_t)(slash - key));
+        ns[slash - key] = '\0';
+        event_forget(ctx->events, ns, slash + 1);
+    }
+}
+
+static int secret_path(struct buf *b, const struct kube_secret *s)
+{
+    buf_init(b, 2048);
+    buf_addstr(b, "/api/v1/namespaces/");
+    kube_query_escape(b, s->ns);
+    buf_addstr(b, "/secrets/");
+    return kube_query_escape(b, s->name);
+}
+
+/* Sends a merge patch and puts the Secret the server returns into the cache. */
+static int patch_secret(struct kube_conn *k, struct store *st, const struct kube_secret *s,
+                        const struct sbuf *body)
+{
+    struct buf path;
+    struct kube_secret *fresh = NULL;
+    cJSON *resp = NULL;
+    int rc;
+
+    secret_path(&path, s);
+    rc = kube_call(&resp, k, "PATCH", path.ptr, "application/merge-patch+json", sbuf_expose(body),
+                   sbuf_len(body));
+    if (rc == 0 && resp && kube_secret_from_json(&fresh, resp) == 0)
+        store_upsert(st, fresh);
+    json_wipe_delete(resp);
+    buf_release(&path);
+    return rc;
+}
+
+/* After a conflict: read the Secret again so the next attempt sees its current version. */
+static int reread(struct kube_conn *k, struct store *st, const struct kube_secret *s)
+{
+    struct buf path;
+    struct kube_secret *fresh = NULL;
+    cJSON *obj = NULL;
+    int rc;
+
+    secret_path(&path, s);
+    rc = kube_call(&obj, k, "GET", path.ptr, NULL, NULL, 0);
+    if (rc == 0 && (rc = kube_secret_from_json(&fresh, obj)) == 0)
+        store_upsert(st, fresh);
+    json_wipe_delete(obj);
+    buf_release(&path);
+    return rc;
+}
+
+static void sb_quote(struct sbuf *sb, const char *s)
+{
+    struct buf b = BUF_INIT(64 * 1024);
+
+    json_quote(&b, s);
+    sbuf_add(sb, b.ptr, b.len);
+    buf_release(&b);
+}
+
+static void sb_annotation(struct sbuf *sb, bool *first, const char *name, const char *value)
+{
+    if (!*first)
+        sbuf_addstr(sb, ",");
+    *first = false;
+    sb_quote(sb, name);
+    sbuf_addstr(sb, ":");
+    if (value)
+        sb_quote(sb, value);
+    else
+        sbuf_addstr(sb, "null");
+}
+
+/* Writes only the error status: no data, no precondition (the patch touches
+ * only our own annotations, so nothing of anyone else's can be lost). Skipped
+ * when the Secret already says the same. */
+static void set_error_status(const struct reconcile_ctx *ctx, struct kube_conn *k,
+                             const struct kube_secret *s, const char *reason, const char *msg)
+{
+    char text[STATUS_MSG_MAX], when[32];
+    const char *cur = kube_secret_annotation(s, STATUS_LAST_ERROR);
+    struct sbuf *body;
+    bool first = true;
+    int rc;
+
+    snprintf(text, sizeof(text), "%s: %s", reason, msg);
+    if (cur && !strcmp(cur, text))
+        return;
+    clock_rfc3339(when, clock_wall_s());
+    body = sbuf_new(PATCH_MAX);
+    sbuf_addstr(body, "{\"metadata\":{\"annotations\":{");
+    sb_annotation(body, &first, STATUS_LAST_ERROR, text);
+    sb_annotation(body, &first, STATUS_LAST_ERROR_AT, when);
+    sbuf_addstr(body, "}}}");
+    if ((rc = patch_secret(k, ctx->store, s, body)) < 0)
+        log_warn("status_not_written", LOG_STR("namespace", s->ns), LOG_STR("secret", s->name),
+                 LOG_ERR(rc));
+    sbuf_free(body);
+}
+
+/* Reports a failed attempt: log, Event, status; returns the retry delay. */
+static int64_t fail(const struct reconcile_ctx *ctx, struct kube_conn *k, const struct kube_secret *s,
+                    const char *key, const char *reason, const char *msg, int64_t expires_at_ms)
+{
+    unsigned attempt = failure_inc(ctx->failures, key);
+    int64_t now = clock_wall_ms();
+    int64_t delay = policy_retry_ms(attempt, now, expires_at_ms, &ctx->policy, backoff_rand());
+
+    if (err_retry_after_s() * 1000 > delay)
+        delay = err_retry_after_s() * 1000;
+    atomic_fetch_add(&ctx->stats->rotation_failures, 1);
+    log_warn("rotation_failed", LOG_STR("namespace", s->ns), LOG_STR("secret", s->name),
+             LOG_STR("reason", reason), LOG_STR("detail", msg), LOG_I64("attempt", attempt + 1),
+             LOG_I64("retry_in_ms", delay));
+    event_record(ctx->events, k, s, EVENT_WARNING, reason, msg);
+    set_error_status(ctx, k, s, reason, msg);
+    return delay;
+}
+
+static int64_t status_expiry_ms(const struct kube_secret *s)
+{
+    const char *v = kube_secret_annotation(s, STATUS_EXPIRES_AT);
+    int64_t t;
+
+    return v && clock_parse_rfc3339(&t, v) == 0 ? t * 1000 : 0;
+}
+
+static bool keys_present(const struct spec *spec, const struct kube_secret *s)
+{
+    for (size_t i = 0; i < spec->n_outputs; i++)
+        if (!kube_secret_key_fp(s, spec->outputs[i].key))
+            return false;
+    return true;
+}
+
+/* The login check, as the Secret's mode asks. 0: go on and write; else the
+ * failure has been reported and *retry_ms is set. */
+static int check_login(const struct reconcile_ctx *ctx, struct kube_conn *k,
+                       const struct kube_secret *s, const char *key, const struct spec *spec,
+                       const struct idp_token *tok, int64_t *retry_ms)
+{
+    enum spec_login_check mode = spec->login_check != SPEC_LOGIN_UNSET ? spec->login_check
+                                                                        : ctx->login_check;
+    struct pg_target t = { spec->host, (int)spec->port, spec->database, spec->user };
+    struct pg_check_result res;
+    char msg[STATUS_MSG_MAX];
+    int64_t start = clock_mono_ms();
+    int rc;
+
+    if (mode == SPEC_LOGIN_OFF)
+        return 0;
+    rc = pg_check_cached(&res, ctx->pg, &t, tok->token, tok->expires_at, &ctx->pg_opts);
+    if (rc < 0) {
+        *retry_ms = fail(ctx, k, s, key, "LoginFailed", err_msg(), status_expiry_ms(s));
+        return rc;
+    }
+    if (!res.cached) {
+        atomic_fetch_add(&ctx->stats->login[res.login], 1);
+        atomic_fetch_add(&ctx->stats->login_latency_ms_sum, clock_mono_ms() - start);
+    }
+    if (res.login == PG_LOGIN_OK)
+        return 0;
+    if (mode == SPEC_LOGIN_BEST_EFFORT && res.login != PG_LOGIN_REJECTED) {
+        log_warn("login_check_inconclusive_writing", LOG_STR("namespace", s->ns),
+                 LOG_STR("secret", s->name), LOG_STR("class", pg_login_name(res.login)),
+                 LOG_STR("detail", res.message));
+        return 0;
+    }
+    snprintf(msg, sizeof(msg), "new token did not log in as %s to %s:%u/%s (%s): %s; the "
+             "current value was kept", spec->user, spec->host, spec->port, spec->database,
+             pg_login_name(res.login), res.message);
+    *retry_ms = fail(ctx, k, s, key, "LoginFailed", msg, status_expiry_ms(s));
+    return ERR_REJECTED;
+}
+
+/* Builds the one merge patch that writes the new values and their status,
+ * with the resourceVersion we read as a precondition. */
+static int build_patch(struct sbuf **out, const struct kube_secret *s, const struct spec *spec,
+                       struct sbuf *const *values, const struct policy_status *ps,
+                       const char *identity)
+{
+    struct sbuf *b = sbuf_new(PATCH_MAX);
+    char now[32];
+    bool first = true;
+    int rc;
+
+    clock_rfc3339(now, clock_wall_s());
+    sbuf_addstr(b, "{\"metadata\":{\"resourceVersion\":");
+    sb_quote(b, s->rv);
+    sbuf_addstr(b, ",\"annotations\":{");
+    sb_annotation(b, &first, STATUS_ISSUED_AT, ps->issued_at);
+    sb_annotation(b, &first, STATUS_EXPIRES_AT, ps->expires_at);
+    sb_annotation(b, &first, STATUS_ROTATE_AT, ps->rotate_at);
+    sb_annotation(b, &first, STATUS_ROTATED_AT, now);
+    sb_annotation(b, &first, STATUS_SPEC_HASH, ps->spec_hash);
+    sb_annotation(b, &first, STATUS_IDENTITY, identity);
+    sb_annotation(b, &first, STATUS_LAST_ERROR, NULL);
+    sb_annotation(b, &first, STATUS_LAST_ERROR_AT, NULL);
+    sbuf_addstr(b, "}},\"data\":{");
+    for (size_t i = 0; i < spec->n_outputs; i++) {
+        if (i)
+            sbuf_addstr(b, ",");
+        sb_quote(b, spec->outputs[i].key);
+        sbuf_addstr(b, ":\"");
+        b64_encode_sb(b, sbuf_expose(values[i]), sbuf_len(values[i]));
+        sbuf_addstr(b, "\"");
+    }
+    if ((rc = sbuf_addstr(b, "}}")) < 0) {
+        sbuf_free(b);
+        return err_set(ERR_TOOBIG, "the Secret's new values are over %u bytes", PATCH_MAX);
+    }
+    *out = b;
+    return 0;
+}
+
+/* True when the Secret already holds exactly these values and status. */
+static bool unchanged(const struct kube_secret *s, const struct spec *spec, struct sbuf *const *values,
+                      const struct policy_status *ps)
+{
+    const char *exp = kube_secret_annotation(s, STATUS_EXPIRES_AT);
+    const char *hash = kube_secret_annotation(s, STATUS_SPEC_HASH);
+    char fp[17];
+
+    if (!exp || strcmp(exp, ps->expires_at) || !hash || strcmp(hash, ps->spec_hash) ||
+        kube_secret_annotation(s, STATUS_LAST_ERROR))
+        return false;
+    for (size_t i = 0; i < spec->n_outputs; i++) {
+        const char *cur = kube_secret_key_fp(s, spec->outputs[i].key);
+        sbuf_fingerprint(fp, values[i]);
+        if (!cur || strcmp(cur, fp))
+            return false;
+    }
+    return true;
+}
+
+static int rotate(struct reconcile_result *out, const struct reconcile_ctx *ctx,
+                  struct kube_conn *k, const struct kube_secret *s, const char *key,
+                  const struct spec *spec, const char *hash, const char *why)
+{
+    struct idp_token tok = { NULL, 0, 0 };
+    struct sbuf **values = xcalloc(spec->n_outputs, sizeof(*values)), *body = NULL;
+    struct policy_status ps;
+    uint64_t seed = policy_seed(s->ns, s->name);
+    char msg[STATUS_MSG_MAX];
+    int rc;
+
+    if ((rc = tokcache_get(&tok, ctx->tokens, ctx->idp, ctx->scope)) < 0) {
+        snprintf(msg, sizeof(msg), "token request for %s failed: %s", ctx->idp->id, err_msg());
+        out->requeue_after_ms = fail(ctx, k, s, key, "TokenFailed", msg, status_expiry_ms(s));
+        goto out;
+    }
+    if ((rc = check_login(ctx, k, s, key, spec, &tok, &out->requeue_after_ms)) < 0)
+        goto out;
+    for (size_t i = 0; i < spec->n_outputs; i++)
+        if ((rc = spec_render(&values[i], spec, i, tok.token)) < 0) {
+            out->requeue_after_ms = fail(ctx, k, s, key, "InvalidConfig", err_msg(), 0);
+            goto out;
+        }
+    policy_status(&ps, tok.issued_at, tok.expires_at, hash, seed, &ctx->policy);
+    if (unchanged(s, spec, values, &ps)) {
+        atomic_fetch_add(&ctx->stats->noop, 1);
+        out->requeue_after_ms = policy_due_at_ms(tok.issued_at * 1000, tok.expires_at * 1000, seed,
+                                                 &ctx->policy) - clock_wall_ms();
+        goto out;
+    }
+    if ((rc = build_patch(&body, s, spec, values, &ps, ctx->idp->id)) < 0) {
+        out->requeue_after_ms = fail(ctx, k, s, key, "InvalidConfig", err_msg(), 0);
+        goto out;
+    }
+    rc = patch_secret(k, ctx->store, s, body);
+    if (rc == ERR_CONFLICT) {
+        /* Someone else wrote first: re-read and decide again with their version. */
+        atomic_fetch_add(&ctx->stats->conflicts, 1);
+        log_info("write_conflict_rereading", LOG_STR("namespace", s->ns), LOG_STR("secret", s->name));
+        if (reread(k, ctx->store, s) == 0)
+            out->requeue_now = true;
+        else
+            out->requeue_after_ms = 1000;
+        goto out;
+    }
+    if (rc == ERR_NOTFOUND) {
+        rc = 0; /* deleted meanwhile: the watch will tell us */
+        goto out;
+    }
+    if (rc < 0) {
+        snprintf(msg, sizeof(msg), "writing the Secret failed: %s", err_msg());
+        out->requeue_after_ms = fail(ctx, k, s, key, "WriteFailed", msg, status_expiry_ms(s));
+        goto out;
+    }
+    failure_reset(ctx->failures, key);
+    atomic_fetch_add(&ctx->stats->rotations, 1);
+    snprintf(msg, sizeof(msg), "wrote a new token for role %s on %s:%u/%s (%s); it expires at %s",
+             spec->user, spec->host, spec->port, spec->database, why, ps.expires_at);
+    event_record(ctx->events, k, s, EVENT_NORMAL, "Rotated", msg);
+    log_info("rotated", LOG_STR("namespace", s->ns), LOG_STR("secret", s->name),
+             LOG_STR("why", why), LOG_STR("identity", ctx->idp->id),
+             LOG_STR("expires_at", ps.expires_at), LOG_STR("rotate_at", ps.rotate_at));
+    out->requeue_after_ms = policy_due_at_ms(tok.issued_at * 1000, tok.expires_at * 1000, seed,
+                                             &ctx->policy) - clock_wall_ms();
+out:
+    for (size_t i = 0; i < spec->n_outputs; i++)
+        sbuf_free(values[i]);
+    free(values);
+    sbuf_free(body);
+    idp_token_release(&tok);
+    return rc;
+}
+
+int reconcile_secret(struct reconcile_result *out, const struct reconcile_ctx *ctx,
+                     struct kube_conn *k, const char *key)
+{
+    struct kube_secret *s = NULL;
+    struct spec spec = SPEC_INIT;
+    struct plan plan = PLAN_INIT;
+    char hash[17];
+    int rc;
+
+    out->requeue_after_ms = 0;
+    out->requeue_now = false;
+    if ((rc = store_get(&s, ctx->store, key)) < 0) {
+        reconcile_forget(ctx, key); /* gone: nothing to do */
+        rc = 0;
+        goto out;
+    }
+    if (s->deleting)
+        goto out;
+    if ((rc = spec_parse(&spec, s->annotations)) < 0) {
+        char msg[STATUS_MSG_MAX];
+        snprintf(msg, sizeof(msg), "%s; nothing was written", err_msg());
+        atomic_fetch_add(&ctx->stats->invalid, 1);
+        failure_reset(ctx->failures, key);
+        log_warn("invalid_config", LOG_STR("namespace", s->ns), LOG_STR("secret", s->name),
+                 LOG_STR("detail", msg));
+        event_record(ctx->events, k, s, EVENT_WARNING, "InvalidConfig", msg);
+        set_error_status(ctx, k, s, "InvalidConfig", msg);
+        rc = 0; /* wait for the user to change the annotations */
+        goto out;
+    }
+    spec_hash(hash, &spec);
+    struct policy_input in = {
+        .spec_hash = hash,
+        .status_spec_hash = kube_secret_annotation(s, STATUS_SPEC_HASH),
+        .status_issued_at = kube_secret_annotation(s, STATUS_ISSUED_AT),
+        .status_expires_at = kube_secret_annotation(s, STATUS_EXPIRES_AT),
+        .keys_present = keys_present(&spec, s),
+        .seed = policy_seed(s->ns, s->name),
+    };
+    struct policy_cfg cfg = ctx->policy;
+    if (spec.refresh_ratio > 0)
+        cfg.refresh_ratio = spec.refresh_ratio;
+    policy_decide(&plan, &in, clock_wall_ms(), &cfg);
+    if (plan.action == PLAN_NONE) {
+        out->requeue_after_ms = plan.next_in_ms;
+        goto out;
+    }
+    log_debug("rotating", LOG_STR("namespace", s->ns), LOG_STR("secret", s->name),
+              LOG_STR("why", plan.reason));
+    struct reconcile_ctx c2 = *ctx;
+    c2.policy = cfg;
+    rc = rotate(out, &c2, k, s, key, &spec, hash, plan.reason);
+out:
+    if (out->requeue_after_ms < 0)
+        out->requeue_after_ms = 0;
+    spec_release(&spec);
+    kube_secret_free(s);
+    return rc;
+}
