@@ -1,19 +1,103 @@
 /* pgtoken-rotator: subcommands and wiring only. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 
+#include "app/config.h"
+#include "app/controller.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "net/http.h"
 #include "base/banned.h"
 
-static int cmd_version(void)
+static atomic_bool stop;
+
+static void usage(FILE *f)
 {
-    printf("pgtoken-rotator %s (%s)\n", PGTR_VERSION, PGTR_GIT_REV);
-    return 0;
+    fprintf(f, "usage: pgtoken-rotator <command> [flags]\n\n"
+               "Keeps Kubernetes Secrets filled with fresh Entra ID tokens for Azure Database\n"
+               "for PostgreSQL, proving each token logs in before it is written.\n\n"
+               "commands:\n"
+               "  run        run the controller (the default); see run --help\n"
+               "  version    print the version\n"
+               "  help       this text\n\n"
+               "exit status: 0 success, 1 runtime failure, 2 usage or configuration error\n");
+}
+
+/* Signals are taken by one thread (sigwait) so that no handler runs in a
+ * thread holding a lock. */
+static void *signal_main(void *arg)
+{
+    sigset_t *set = arg;
+    int sig = 0;
+
+    if (sigwait(set, &sig) == 0)
+        log_info("signal_received", LOG_STR("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"));
+    atomic_store(&stop, true);
+    return NULL;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    struct config cfg;
+    struct controller *c = NULL;
+    sigset_t set;
+    pthread_t sig_th;
+    int rc, lvl;
+
+    config_init(&cfg);
+    rc = config_parse_args(&cfg, argc, argv);
+    if (rc == 1) {
+        config_release(&cfg);
+        return 0;
+    }
+    if (rc < 0 || (rc = config_validate(&cfg)) < 0) {
+        log_error("invalid_configuration", LOG_STR("detail", err_msg()));
+        config_release(&cfg);
+        return 2;
+    }
+    lvl = log_parse_level(cfg.log_level);
+    log_set_level((enum log_level)lvl);
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    if ((rc = http_global_init()) < 0 || (rc = controller_new(&c, &cfg)) < 0) {
+        log_error("startup_failed", LOG_ERR(rc));
+        config_release(&cfg);
+        return rc == ERR_INVALID ? 2 : 1;
+    }
+    pthread_create(&sig_th, NULL, signal_main, &set);
+    rc = controller_run(c, &stop);
+    if (!atomic_load(&stop))
+        pthread_kill(sig_th, SIGTERM);
+    pthread_join(sig_th, NULL);
+    controller_free(c);
+    http_global_cleanup();
+    config_release(&cfg);
+    return rc < 0 ? 1 : 0;
 }
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && !strcmp(argv[1], "version"))
-        return cmd_version();
-    fprintf(stderr, "usage: pgtoken-rotator version\n");
+    /* This process holds tokens: no core dumps, no ptrace by other users. */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    if (argc < 2 || !strcmp(argv[1], "run") || argv[1][0] == '-')
+        return cmd_run(argc > 1 && !strcmp(argv[1], "run") ? argc - 1 : argc,
+                       argc > 1 && !strcmp(argv[1], "run") ? argv + 1 : argv);
+    if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
+        printf("pgtoken-rotator %s (%s)\n", PGTR_VERSION, PGTR_GIT_REV);
+        return 0;
+    }
+    if (!strcmp(argv[1], "help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "pgtoken-rotator: unknown command %s\n\n", argv[1]);
+    usage(stderr);
     return 2;
 }

@@ -19,9 +19,15 @@
 #define PATCH_MAX (1u << 20)
 #define STATUS_MSG_MAX 512
 
+struct failure {
+    unsigned attempts;
+    int64_t not_before_ms; /* wall ms: no new attempt before this */
+    char spec_hash[17];    /* the spec that failed; a changed spec retries at once */
+};
+
 struct rot_failures {
     pthread_mutex_t mu;
-    struct strmap attempts; /* key -> unsigned * */
+    struct strmap entries; /* key -> struct failure */
 };
 
 struct rot_failures *rot_failures_new(void)
@@ -36,7 +42,7 @@ void rot_failures_free(struct rot_failures *f)
 {
     if (!f)
         return;
-    strmap_clear(&f->attempts, free);
+    strmap_clear(&f->entries, free);
     pthread_mutex_destroy(&f->mu);
     free(f);
 }
@@ -44,23 +50,55 @@ void rot_failures_free(struct rot_failures *f)
 /* Returns the number of failures before this one and counts this one. */
 static unsigned failure_inc(struct rot_failures *f, const char *key)
 {
-    unsigned *n, prev;
+    struct failure *e;
+    unsigned prev;
 
     pthread_mutex_lock(&f->mu);
-    n = strmap_get(&f->attempts, key);
-    if (!n) {
-        n = xcalloc(1, sizeof(*n));
-        strmap_put(&f->attempts, key, n);
+    e = strmap_get(&f->entries, key);
+    if (!e) {
+        e = xcalloc(1, sizeof(*e));
+        strmap_put(&f->entries, key, e);
     }
-    prev = (*n)++;
+    prev = e->attempts++;
     pthread_mutex_unlock(&f->mu);
     return prev;
+}
+
+/* Records when the next attempt may start and for which spec. */
+static void failure_hold(struct rot_failures *f, const char *key, int64_t not_before_ms,
+                         const char *hash)
+{
+    struct failure *e;
+
+    pthread_mutex_lock(&f->mu);
+    e = strmap_get(&f->entries, key);
+    if (e) {
+        e->not_before_ms = not_before_ms;
+        snprintf(e->spec_hash, sizeof(e->spec_hash), "%s", hash);
+    }
+    pthread_mutex_unlock(&f->mu);
+}
+
+/* How long a retry must still wait: our own status write (or any other
+ * change that leaves the spec as it was) wakes the Secret up, but must not
+ * cut its backoff short. 0 when it may go now. */
+static int64_t failure_wait_ms(struct rot_failures *f, const char *key, const char *hash)
+{
+    struct failure *e;
+    int64_t wait = 0;
+
+    pthread_mutex_lock(&f->mu);
+    e = strmap_get(&f->entries, key);
+    if (e && !strcmp(e->spec_hash, hash))
+        wait = e->not_before_ms - clock_wall_ms();
+    pthread_mutex_unlock(&f->mu);
+    return wait > 0 ? wait : 0;
 }
 
 static void failure_reset(struct rot_failures *f, const char *key)
 {
     pthread_mutex_lock(&f->mu);
-    free(strmap_del(&f->attempts, key));
+    free(strmap_del(&f->entries, key));
     pthread_mutex_unlock(&f->mu);
 }
 
@@ -426,11 +464,15 @@ int reconcile_secret(struct reconcile_result *out, const struct reconcile_ctx *c
         out->requeue_after_ms = plan.next_in_ms;
         goto out;
     }
+    if ((out->requeue_after_ms = failure_wait_ms(ctx->failures, key, hash)) > 0)
+        goto out; /* still backing off from the last failure */
     log_debug("rotating", LOG_STR("namespace", s->ns), LOG_STR("secret", s->name),
               LOG_STR("why", plan.reason));
     struct reconcile_ctx c2 = *ctx;
     c2.policy = cfg;
     rc = rotate(out, &c2, k, s, key, &spec, hash, plan.reason);
+    if (rc < 0)
+        failure_hold(ctx->failures, key, clock_wall_ms() + out->requeue_after_ms, hash);
 out:
     if (out->requeue_after_ms < 0)
         out->requeue_after_ms = 0;

@@ -1,0 +1,255 @@
+#include "app/controller.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/err.h"
+#include "base/log.h"
+#include "base/mem.h"
+#include "idp/idp.h"
+#include "idp/tokcache.h"
+#include "kube/event.h"
+#include "kube/kclient.h"
+#include "kube/kconfig.h"
+#include "kube/queue.h"
+#include "kube/store.h"
+#include "kube/watch.h"
+#include "pg/pgcheck.h"
+#include "rot/reconcile.h"
+#include "base/banned.h"
+
+struct watcher {
+    struct controller *c;
+    pthread_t th;
+    const char *ns; /* NULL: all */
+    bool synced;
+};
+
+struct worker {
+    struct controller *c;
+    pthread_t th;
+    int id;
+};
+
+struct controller {
+    const struct config *cfg;
+    struct kube_config *kcfg;
+    struct kube_client *kube;
+    struct idp *idp;
+    struct tokcache *tokens;
+    struct pg_check_cache *pg;
+    struct store *store;
+    struct queue *queue;
+    struct event_recorder *events;
+    struct rot_failures *failures;
+    struct rot_stats rstats;
+    struct watch_stats wstats;
+    struct reconcile_ctx rctx;
+    struct watcher *watchers;
+    size_t nwatchers;
+    atomic_int synced;
+    atomic_bool *stop;
+};
+
+static int bearer(struct sbuf **out, void *ctx)
+{
+    return kube_config_bearer(out, ctx);
+}
+
+static int make_identity(struct controller *c)
+{
+    struct idp_wi_opts o;
+    int rc;
+
+    if ((rc = idp_wi_opts_from_env(&o)) < 0)
+        return err_set(ERR_INVALID, "%s: run the pod with the label azure.workload.identity/use="
+                       "\"true\" and a ServiceAccount annotated azure.workload.identity/client-id",
+                       err_msg());
+    if (c->cfg->authority_host)
+        o.authority_host = c->cfg->authority_host;
+    o.allow_http_authority = c->cfg->insecure_http_authority;
+    return idp_wi_new(&c->idp, &o);
+}
+
+int controller_new(struct controller **out, const struct config *cfg)
+{
+    struct controller *c = xcalloc(1, sizeof(*c));
+    struct kube_config_opts kopts = { .kubeconfig = cfg->kubeconfig, .context = cfg->context };
+    struct kube_client_opts copts = { 0 };
+    struct http_opts idp_http = { 0 };
+    int rc;
+
+    c->cfg = cfg;
+    if ((rc = kube_config_load(&c->kcfg, &kopts)) < 0)
+        goto fail;
+    if (c->kcfg->insecure_skip_tls_verify)
+        log_warn("insecure_kubernetes_tls", LOG_STR("detail", "the kubeconfig sets "
+                 "insecure-skip-tls-verify: the API server's certificate is not verified"));
+    copts.server = c->kcfg->server;
+    if ((rc = kube_config_http_opts(&copts.http, c->kcfg)) < 0)
+        goto fail;
+    copts.bearer = bearer;
+    copts.bearer_ctx = c->kcfg;
+    if ((rc = kube_client_new(&c->kube, &copts)) < 0 || (rc = make_identity(c)) < 0)
+        goto fail;
+    idp_http.tls.ca_file = cfg->identity_ca_file;
+    if ((rc = tokcache_new(&c->tokens, &idp_http, 0.25)) < 0)
+        goto fail;
+    if (cfg->insecure_skip_db_tls_verify)
+        log_warn("insecure_database_tls", LOG_STR("detail", "--insecure-skip-db-tls-verify: "
+                 "tokens are sent to PostgreSQL servers whose certificate is not verified"));
+    c->pg = pg_check_cache_new(0, NULL);
+    c->store = store_new();
+    c->queue = queue_new();
+    c->events = event_recorder_new("pgtoken-rotator", cfg->instance);
+    c->failures = rot_failures_new();
+    c->rctx = (struct reconcile_ctx){
+        .store = c->store, .events = c->events, .tokens = c->tokens, .idp = c->idp,
+        .scope = cfg->scope, .pg = c->pg, .failures = c->failures, .stats = &c->rstats,
+        .pg_opts = { .sslmode = cfg->db_sslmode, .ca_file = cfg->db_ca_file,
+                     .insecure_skip_tls_verify = cfg->insecure_skip_db_tls_verify,
+                     .connect_timeout_s = cfg->db_connect_timeout_s },
+        .login_check = cfg->login_check == LOGIN_CHECK_REQUIRED      ? SPEC_LOGIN_REQUIRED
+                       : cfg->login_check == LOGIN_CHECK_BEST_EFFORT ? SPEC_LOGIN_BEST_EFFORT
+                                                                     : SPEC_LOGIN_OFF,
+        .policy = { cfg->refresh_ratio, cfg->jitter, cfg->min_remaining_s * 1000, 1000,
+                    5 * 60 * 1000 },
+    };
+    log_info("controller_configured", LOG_STR("server", c->kcfg->server),
+             LOG_STR("credentials", kube_cred_kind_name(c->kcfg->cred_kind)),
+             LOG_STR("identity", c->idp->id), LOG_STR("login_check", login_check_name(cfg->login_check)),
+             LOG_STR("label_selector", cfg->label_selector), LOG_I64("workers", cfg->workers));
+    *out = c;
+    return 0;
+fail:
+    controller_free(c);
+    return rc;
+}
+
+void controller_free(struct controller *c)
+{
+    if (!c)
+        return;
+    free(c->watchers);
+    rot_failures_free(c->failures);
+    event_recorder_free(c->events);
+    queue_free(c->queue);
+    store_free(c->store);
+    pg_check_cache_free(c->pg);
+    tokcache_free(c->tokens);
+    idp_free(c->idp);
+    kube_client_free(c->kube);
+    kube_config_free(c->kcfg);
+    free(c);
+}
+
+bool controller_synced(struct controller *c)
+{
+    return (size_t)atomic_load(&c->synced) == c->nwatchers;
+}
+
+static void on_upsert(void *ctx, const char *key, bool changed)
+{
+    struct controller *c = ctx;
+
+    if (changed)
+        queue_add(c->queue, key);
+}
+
+static void on_delete(void *ctx, const char *key)
+{
+    struct controller *c = ctx;
+
+    log_info("secret_forgotten", LOG_STR("key", key));
+    queue_forget(c->queue, key);
+    reconcile_forget(&c->rctx, key);
+}
+
+static void on_synced(void *ctx)
+{
+    struct controller *c = ctx;
+
+    atomic_fetch_add(&c->synced, 1);
+}
+
+static void *watch_main(void *arg)
+{
+    struct watcher *w = arg;
+    struct controller *c = w->c;
+    struct kube_conn *k = NULL;
+    struct watch_opts o = { .ns = w->ns, .label_selector = c->cfg->label_selector,
+                            .timeout_s = c->cfg->watch_timeout_s,
+                            .idle_timeout_s = c->cfg->watch_idle_timeout_s };
+    struct watch_handler h = { on_upsert, on_delete, on_synced, c };
+    int rc;
+
+    if ((rc = kube_conn_new(&k, c->kube)) < 0) {
+        log_error("watch_not_started", LOG_ERR(rc));
+        return NULL;
+    }
+    watch_run(k, c->store, &o, &h, c->stop, &c->wstats);
+    kube_conn_free(k);
+    return NULL;
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct controller *c = w->c;
+    struct kube_conn *k = NULL;
+    char *key;
+    int rc;
+
+    if ((rc = kube_conn_new(&k, c->kube)) < 0) {
+        log_error("worker_not_started", LOG_ERR(rc));
+        return NULL;
+    }
+    while (queue_get(c->queue, &key)) {
+        struct reconcile_result res;
+        reconcile_secret(&res, &c->rctx, k, key);
+        queue_done(c->queue, key);
+        if (res.requeue_now)
+            queue_add(c->queue, key);
+        else if (res.requeue_after_ms > 0)
+            queue_add_after(c->queue, key, res.requeue_after_ms);
+        free(key);
+    }
+    kube_conn_free(k);
+    return NULL;
+}
+
+int controller_run(struct controller *c, atomic_bool *stop)
+{
+    const struct config *cfg = c->cfg;
+    struct worker *workers = xcalloc((size_t)cfg->workers, sizeof(*workers));
+    size_t nw = cfg->nnamespaces ? cfg->nnamespaces : 1;
+
+    c->stop = stop;
+    c->watchers = xcalloc(nw, sizeof(*c->watchers));
+    c->nwatchers = nw;
+    for (size_t i = 0; i < nw; i++) {
+        c->watchers[i].c = c;
+        c->watchers[i].ns = cfg->nnamespaces ? cfg->namespaces[i] : NULL;
+        pthread_create(&c->watchers[i].th, NULL, watch_main, &c->watchers[i]);
+    }
+    for (int i = 0; i < cfg->workers; i++) {
+        workers[i].c = c;
+        workers[i].id = i;
+        pthread_create(&workers[i].th, NULL, worker_main, &workers[i]);
+    }
+    log_info("controller_started", LOG_I64("watches", nw), LOG_I64("workers", cfg->workers));
+    while (!atomic_load(stop))
+        sleep_unless_stopped(1000, stop);
+    log_info("controller_stopping");
+    queue_shutdown(c->queue);
+    for (int i = 0; i < cfg->workers; i++)
+        pthread_join(workers[i].th, NULL);
+    for (size_t i = 0; i < nw; i++)
+        pthread_join(c->watchers[i].th, NULL);
+    free(workers);
+    log_info("controller_stopped", LOG_I64("rotations", atomic_load(&c->rstats.rotations)),
+             LOG_I64("failures", atomic_load(&c->rstats.rotation_failures)));
+    return 0;
+}

@@ -1,0 +1,31 @@
+/* The controller: ties the Kubernetes watch, the work queue, the reconcile
+ * workers, the identity and the login check together.
+ *
+ * Threads: one watch per namespace (or one for all namespaces) feeding the
+ * store and the queue; `workers` reconcile threads, each with its own API
+ * connection, so that one slow PostgreSQL or token endpoint holds up only the
+ * worker that waits on it. Shutdown: set *stop; every thread notices within a
+ * second and returns. */
+#ifndef PGTR_CONTROLLER_H
+#define PGTR_CONTROLLER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "app/config.h"
+
+struct controller;
+
+/* Loads the Kubernetes configuration and the identity, checks what can be
+ * checked without a request. 0, or ERR_INVALID / ERR_IO with a message that
+ * says what to fix. */
+int controller_new(struct controller **out, const struct config *cfg);
+void controller_free(struct controller *c);
+
+/* Runs until *stop becomes true. Returns 0 after a clean shutdown. */
+int controller_run(struct controller *c, atomic_bool *stop);
+
+/* True once every watch has completed its first list. */
+bool controller_synced(struct controller *c);
+
+#endif

@@ -1,0 +1,109 @@
+/* A managed Secret's spec: what its pgtoken.io/ annotations ask for.
+ *
+ *   pgtoken.io/host              required: DNS name, IPv4 or IPv6 address ([..] optional)
+ *   pgtoken.io/user              required: the PostgreSQL role (UPN, group or identity name)
+ *   pgtoken.io/database          default "postgres"; same rules as user
+ *   pgtoken.io/port              default 5432; digits, 1..65535
+ *   pgtoken.io/sslmode           default "require"; require | verify-ca | verify-full
+ *   pgtoken.io/format            comma list of presets; only "url" (the default) for now
+ *   pgtoken.io/template.KEY      Secret key KEY from a template (rot/tmpl.h)
+ *   pgtoken.io/login-check       required | best-effort | off
+ *   pgtoken.io/refresh-ratio     a decimal in (0, 1), e.g. "0.5"
+ *   pgtoken.io/restart           comma list of deployment/NAME or statefulset/NAME
+ *   pgtoken.io/service-account   a ServiceAccount name in the Secret's namespace
+ *   pgtoken.io/status.*          written by the controller; ignored here
+ *
+ * Outputs: with neither templates nor format, the "url" preset: password = "{password}" and
+ * DATABASE_URL = "postgresql://{user}:{password}@{host}:{port}/{database}?sslmode={sslmode}".
+ * With templates and no format, only the templates. Presets and templates combine; a template
+ * overrides a preset key of the same name. Outputs are sorted by key.
+ *
+ * Every value is at most SPEC_VALUE_MAX bytes of UTF-8. Any other pgtoken.io/ annotation is
+ * refused. Messages name the annotation and never quote a host, user, database or template. */
+#ifndef PGTR_SPEC_H
+#define PGTR_SPEC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <cJSON.h>
+
+#include "base/sbuf.h"
+#include "rot/tmpl.h"
+
+#define SPEC_PREFIX "pgtoken.io/"
+#define SPEC_VALUE_MAX 4096   /* bytes of one annotation value (templates included) */
+#define SPEC_NAME_MAX 63      /* bytes of a user or database name (NAMEDATALEN - 1) */
+#define SPEC_KEY_MAX 253      /* bytes of a Secret data key */
+#define SPEC_OUTPUTS_MAX 32   /* template annotations per Secret */
+#define SPEC_RESTARTS_MAX 16  /* entries of pgtoken.io/restart */
+
+enum spec_sslmode { SPEC_SSL_REQUIRE, SPEC_SSL_VERIFY_CA, SPEC_SSL_VERIFY_FULL };
+
+/* SPEC_LOGIN_UNSET: the annotation is absent; the controller's default applies. */
+enum spec_login_check {
+    SPEC_LOGIN_UNSET, SPEC_LOGIN_REQUIRED, SPEC_LOGIN_BEST_EFFORT, SPEC_LOGIN_OFF
+};
+
+enum spec_restart_kind { SPEC_RESTART_DEPLOYMENT, SPEC_RESTART_STATEFULSET };
+
+struct spec_output {
+    char *key;          /* the Secret data key */
+    struct tmpl *tmpl;  /* owned by the spec */
+};
+
+struct spec_restart {
+    enum spec_restart_kind kind;
+    char *name;
+};
+
+struct spec {
+    char *host;                 /* an IPv6 address is kept without brackets */
+    unsigned port;
+    char *user;
+    char *database;
+    enum spec_sslmode sslmode;
+    struct spec_output *outputs; /* n_outputs >= 1, sorted by key, keys unique */
+    size_t n_outputs;
+    enum spec_login_check login_check;
+    double refresh_ratio;       /* 0 when unset (the controller's default applies) */
+    struct spec_restart *restarts; /* in the order written, duplicates dropped */
+    size_t n_restarts;
+    char *service_account;      /* NULL when unset */
+};
+
+#define SPEC_INIT { 0 }
+
+void spec_init(struct spec *s);
+
+/* Reads the pgtoken.io/ annotations of a Secret (metadata.annotations, an object of strings;
+ * NULL means none). out must be initialised (SPEC_INIT) and is set only on success; release it
+ * with spec_release. 0, or ERR_INVALID with a message naming the annotation ("pgtoken.io/port:
+ * must be a number from 1 to 65535"): a missing required annotation, a bad or oversized value,
+ * an unknown pgtoken.io/ annotation, a template that does not compile or that renders an
+ * invalid URL with this spec's values, or outputs none of which has {password}. */
+int spec_parse(struct spec *out, const cJSON *annotations);
+
+/* Frees everything s owns and leaves it as SPEC_INIT. */
+void spec_release(struct spec *s);
+
+/* A stable fingerprint of everything that changes the written values: host, port, database,
+ * user, sslmode, the outputs (keys and template texts) and the service account (it changes the
+ * principal the token is minted for). 16 hex characters of SHA-256 and a NUL into out. */
+void spec_hash(char out[17], const struct spec *s);
+
+/* Fills *out with s's values and password (borrowed: both must outlive *out). */
+void spec_values(struct tmpl_values *out, const struct spec *s, const struct sbuf *password);
+
+/* Renders output i with password. 0: *out is a new secret buffer (the caller frees it);
+ * ERR_TOOBIG over TMPL_OUT_MAX. */
+int spec_render(struct sbuf **out, const struct spec *s, size_t i, const struct sbuf *password);
+
+/* "require", "verify-ca", "verify-full". */
+const char *spec_sslmode_name(enum spec_sslmode m);
+/* "", "required", "best-effort", "off". */
+const char *spec_login_check_name(enum spec_login_check c);
+/* "deployment", "statefulset". */
+const char *spec_restart_kind_name(enum spec_restart_kind k);
+
+#endif

@@ -1,0 +1,122 @@
+package kube
+
+import (
+	"encoding/binary"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// pbField encodes one length-delimited protobuf field.
+func pbLD(num int, b []byte) []byte {
+	out := binary.AppendUvarint(nil, uint64(num<<3|2))
+	out = binary.AppendUvarint(out, uint64(len(b)))
+	return append(out, b...)
+}
+
+func pbStr(num int, s string) []byte { return pbLD(num, []byte(s)) }
+
+func TestProtobufCreate(t *testing.T) {
+	f := startFake(t)
+	md := append(pbStr(1, "pb"), pbStr(2, "")...) // name, empty generateName
+	md = append(md, pbLD(11, append(pbStr(1, "app"), pbStr(2, "x")...))...)
+	secret := pbLD(1, md)
+	secret = append(secret, pbLD(2, append(pbStr(1, "k"), pbLD(2, []byte("raw-bytes"))...))...)
+	secret = append(secret, pbStr(3, "")...)
+	typeMeta := append(pbStr(1, "v1"), pbStr(2, "Secret")...)
+	body := append([]byte("k8s\x00"), pbLD(1, typeMeta)...)
+	body = append(body, pbLD(2, secret)...)
+	r := f.req("POST", "/api/v1/namespaces/ns1/secrets", ctProtobuf, body)
+	f.mustCode(r, 201)
+	if r.str("metadata", "name") != "pb" || r.str("type") != "Opaque" || getStr(r.obj, "data", "k") != "cmF3LWJ5dGVz" || r.str("metadata", "labels", "app") != "x" {
+		t.Fatalf("protobuf secret: %s", r.raw)
+	}
+	if _, ok := getMap(r.obj, "metadata")["generateName"]; ok {
+		t.Fatalf("empty proto string must be unset: %s", r.raw)
+	}
+}
+
+func TestConfigMapsStatefulSetsAndDeleteCollection(t *testing.T) {
+	f := startFake(t)
+	for _, n := range []string{"c1", "c2", "c3"} {
+		r := f.req("POST", "/api/v1/namespaces/ns1/configmaps", "", Obj{"metadata": Obj{"name": n, "labels": Obj{"grp": "a"}}, "data": Obj{"k": "v"}})
+		f.mustCode(r, 201)
+	}
+	r := f.req("PATCH", "/api/v1/namespaces/ns1/configmaps/c1", ctMergePatch, `{"data":{"k2":"v2"}}`)
+	if r.str("data", "k2") != "v2" {
+		t.Fatalf("configmap patch: %s", r.raw)
+	}
+	r = f.req("DELETE", "/api/v1/namespaces/ns1/configmaps?labelSelector=grp%3Da", "", nil)
+	if r.code != 200 || r.str("kind") != "ConfigMapList" || names(r.obj["items"].([]any)) != "c1,c2,c3" {
+		t.Fatalf("deletecollection: %s", r.raw)
+	}
+	if r = f.get("/api/v1/namespaces/ns1/configmaps"); names(r.obj["items"].([]any)) != "" {
+		t.Fatalf("left: %s", r.raw)
+	}
+	sts := Obj{"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": Obj{"name": "db"},
+		"spec": Obj{"serviceName": "db", "selector": Obj{"matchLabels": Obj{"app": "db"}},
+			"template": Obj{"metadata": Obj{"labels": Obj{"app": "db"}}, "spec": Obj{"containers": []any{Obj{"name": "pg", "image": "postgres"}}}}}}
+	r = f.req("POST", "/apis/apps/v1/namespaces/ns1/statefulsets", "", sts)
+	f.mustCode(r, 201)
+	if r.str("spec", "podManagementPolicy") != "OrderedReady" || r.str("spec", "template", "spec", "containers", "0") != "" {
+		t.Fatalf("sts defaults: %s", r.raw)
+	}
+	if cs := getPath(r.obj, "spec", "template", "spec", "containers").([]any); getStr(cs[0].(Obj), "imagePullPolicy") != "Always" {
+		t.Fatalf("imagePullPolicy default: %s", r.raw)
+	}
+	cur := r.obj
+	cur["spec"].(Obj)["replicas"] = 3
+	r = f.req("PUT", "/apis/apps/v1/namespaces/ns1/statefulsets/db", "", cur)
+	if g, _ := getInt(r.obj, "metadata", "generation"); r.code != 200 || g != 2 {
+		t.Fatalf("sts update: %s", r.raw)
+	}
+	// labels only: no generation bump for statefulsets
+	r = f.req("PATCH", "/apis/apps/v1/namespaces/ns1/statefulsets/db", ctMergePatch, `{"metadata":{"labels":{"x":"y"}}}`)
+	if g, _ := getInt(r.obj, "metadata", "generation"); g != 2 {
+		t.Fatalf("generation bumped on metadata: %s", r.raw)
+	}
+	bad := copyObj(sts)
+	meta(bad)["name"] = "bad"
+	bad["spec"].(Obj)["selector"] = Obj{"matchLabels": Obj{"app": "other"}}
+	wantStatus(t, f.req("POST", "/apis/apps/v1/namespaces/ns1/statefulsets", "", bad), 422, "Invalid", "")
+}
+
+func TestMiscWireDetails(t *testing.T) {
+	f := startFake(t)
+	r := f.req("POST", "/api/v1/namespaces/ns1/secrets", "", Obj{"metadata": Obj{"name": "x", "resourceVersion": "5"}})
+	if r.code != 500 || r.str("message") != "resourceVersion should not be set on objects to be created" {
+		t.Fatalf("rv on create: %s", r.raw)
+	}
+	req, _ := http.NewRequest("GET", f.url+"/api/v1/namespaces/ns1/secrets", nil)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	req.Header.Set("Accept", "application/vnd.kubernetes.protobuf")
+	res, err := f.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 406 {
+		t.Fatalf("protobuf-only Accept: %d", res.StatusCode)
+	}
+	r = f.get("/api/v1/namespaces/ns1/secrets?pretty=true")
+	if !strings.Contains(string(r.raw), "\n  \"kind\": \"SecretList\"") {
+		t.Fatalf("pretty: %s", r.raw)
+	}
+	f.createSecret("ns1", "s", nil, nil)
+	f.createSecret("ns2", "s", nil, nil)
+	l := f.controlList("requests?verb=create&namespace=ns2")
+	if len(l) != 1 {
+		t.Fatalf("filtered requests: %v", l)
+	}
+	seq, _ := getInt(l[0].(Obj), "seq")
+	if l = f.controlList("requests?since=" + itoa(seq)); len(l) != 0 {
+		t.Fatalf("since: %v", l)
+	}
+	// tokens can be added at run time
+	f.control("POST", "tokens", Obj{"token": "late", "user": "dave"})
+	f.mustCode(f.reqTok("late", "GET", "/api/v1/namespaces/ns1/secrets", "", nil), 200)
+}
+
+func itoa(n int64) string {
+	return strings.TrimSpace(strings.Replace(string(encodeJSON(n)), "\n", "", 1))
+}
