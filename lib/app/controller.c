@@ -115,7 +115,7 @@ int controller_new(struct controller **out, const struct config *cfg)
                        : cfg->login_check == LOGIN_CHECK_BEST_EFFORT ? SPEC_LOGIN_BEST_EFFORT
                                                                      : SPEC_LOGIN_OFF,
         .policy = { cfg->refresh_ratio, cfg->jitter, cfg->min_remaining_s * 1000, 1000,
-                    5 * 60 * 1000 },
+                    60 * 1000 },
     };
     log_info("controller_configured", LOG_STR("server", c->kcfg->server),
              LOG_STR("credentials", kube_cred_kind_name(c->kcfg->cred_kind)),

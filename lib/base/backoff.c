@@ -8,11 +8,11 @@ int64_t backoff_ms(unsigned attempt, int64_t base_ms, int64_t cap_ms, double jit
 {
     int64_t d = base_ms > 0 ? base_ms : 1;
 
+    if (cap_ms < d)
+        cap_ms = d;
     for (unsigned i = 0; i < attempt && d < cap_ms; i++)
-        d *= 2;
-    if (d > cap_ms)
-        d = cap_ms;
-    if (jitter01 < 0)
+        d = d > cap_ms / 2 ? cap_ms : d * 2;
+    if (!(jitter01 >= 0)) /* also NaN */
         jitter01 = 0;
     if (jitter01 >= 1)
         jitter01 = 0.999999;

@@ -33,8 +33,8 @@ void clock_rfc3339(char out[32], int64_t t)
     time_t tt = (time_t)t;
     struct tm tm;
 
-    gmtime_r(&tt, &tm);
-    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    if (!gmtime_r(&tt, &tm) || strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(out, 32, "1970-01-01T00:00:00Z"); /* out of range: never a real token time */
 }
 
 static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)

@@ -93,13 +93,13 @@ static struct entry *entry_for(struct tokcache *c, const struct idp *p, const ch
     return e;
 }
 
-static bool fresh(const struct tokcache *c, const struct idp_token *t, int64_t now)
+static bool fresh(const struct idp_token *t, int64_t now, double ratio)
 {
     int64_t life = t->expires_at - t->issued_at;
 
     if (!t->token || life <= 0 || now >= t->expires_at)
         return false;
-    return (double)(now - t->issued_at) < (double)life * c->serve_ratio;
+    return (double)(now - t->issued_at) < (double)life * ratio;
 }
 
 static void copy_out(struct idp_token *out, const struct idp_token *t)
@@ -109,15 +109,18 @@ static void copy_out(struct idp_token *out, const struct idp_token *t)
     out->expires_at = t->expires_at;
 }
 
-int tokcache_get(struct idp_token *out, struct tokcache *c, struct idp *p, const char *scope)
+int tokcache_get(struct idp_token *out, struct tokcache *c, struct idp *p, const char *scope,
+                 double max_age_ratio)
 {
+    double ratio = max_age_ratio > 0 && max_age_ratio < c->serve_ratio ? max_age_ratio
+                                                                        : c->serve_ratio;
     struct entry *e = entry_for(c, p, scope);
     struct idp_token t = { NULL, 0, 0 };
     int64_t start;
     int rc;
 
     pthread_mutex_lock(&e->mu);
-    if (fresh(c, &e->tok, clock_wall_s())) {
+    if (fresh(&e->tok, clock_wall_s(), ratio)) {
         copy_out(out, &e->tok);
         atomic_fetch_add(&c->stats.hits, 1);
         rc = 0;
@@ -125,8 +128,7 @@ int tokcache_get(struct idp_token *out, struct tokcache *c, struct idp *p, const
     }
     if (e->err && clock_wall_ms() < e->retry_at_ms) {
         rc = err_set(e->err, "%s", e->errmsg);
-        if (rc == ERR_UNAVAILABLE)
-            err_set_retry_after_s((e->retry_at_ms - clock_wall_ms()) / 1000 + 1);
+        err_set_retry_after_s((e->retry_at_ms - clock_wall_ms() + 999) / 1000);
         goto out;
     }
     start = clock_mono_ms();
@@ -145,6 +147,7 @@ int tokcache_get(struct idp_token *out, struct tokcache *c, struct idp *p, const
         atomic_fetch_add(&c->stats.failures, 1);
         log_warn("token_request_failed", LOG_STR("identity", p->id), LOG_ERR(rc),
                  LOG_I64("retry_in_ms", delay));
+        err_set_retry_after_s((delay + 999) / 1000); /* when this identity is tried again */
         goto out;
     }
     idp_token_release(&e->tok);

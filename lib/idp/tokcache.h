@@ -26,7 +26,12 @@ int tokcache_new(struct tokcache **out, const struct http_opts *http_opts, doubl
 void tokcache_free(struct tokcache *c);
 struct tokcache_stats *tokcache_stats(struct tokcache *c);
 
-/* 0: *out is a copy of a fresh token (caller releases). Errors as idp_mint. */
-int tokcache_get(struct idp_token *out, struct tokcache *c, struct idp *p, const char *scope);
+/* 0: *out is a copy of a fresh token (caller releases). Errors as idp_mint;
+ * after any failure err_retry_after_s() says when this identity will be
+ * asked again, so that callers wait for that instead of backing off alone. */
+/* max_age_ratio (0: the cache's serve_ratio) lowers the age a served token may
+ * have, for callers that rotate earlier than usual. */
+int tokcache_get(struct idp_token *out, struct tokcache *c, struct idp *p, const char *scope,
+                 double max_age_ratio);
 
 #endif

@@ -481,7 +481,7 @@ static int exec_parse(struct kube_cred *out, int64_t *expires_at, const struct s
     const char *kind, *ver;
     int rc;
 
-    if ((rc = json_parse(&j, sbuf_expose(raw), sbuf_len(raw), KUBE_EXEC_OUT_MAX)) < 0) {
+    if (json_parse(&j, sbuf_expose(raw), sbuf_len(raw), KUBE_EXEC_OUT_MAX) < 0) {
         rc = err_wrap(ERR_PARSE, "exec plugin %s: output is not an ExecCredential", ex->command);
         goto out;
     }
@@ -1079,7 +1079,7 @@ static int user_load(struct kube_config *cfg, const struct kc_ref *u, const stru
 
 static int context_load(struct kube_config *cfg, const struct kc_set *s, const struct kc_ref *ctx)
 {
-    struct kc_ref cluster, user;
+    struct kc_ref cluster = { NULL, NULL, "" }, user = { NULL, NULL, "" };
     const char *cname, *uname, *ns;
     int rc;
 
@@ -1106,7 +1106,7 @@ static int set_resolve(struct kube_config *cfg, const struct kc_set *s,
                        const struct kube_config_opts *o)
 {
     const char *name = o->context && *o->context ? o->context : set_current_context(s);
-    struct kc_ref ctx;
+    struct kc_ref ctx = { NULL, NULL, "" };
     int rc;
 
     if (!name)
@@ -1128,7 +1128,7 @@ static int files_load(struct kube_config *cfg, const struct kube_config_opts *o,
     struct kc_set s = { NULL, 0, 0 };
     int rc = list ? set_add_list(&s, spec) : set_add(&s, spec);
 
-    if (rc == 0) {
+    if (rc == 0 && s.n) { /* s.n: a file was added, or rc says why not */
         cfg->path = xstrdup(s.files[0].path);
         rc = set_resolve(cfg, &s, o);
     }
@@ -1138,11 +1138,12 @@ static int files_load(struct kube_config *cfg, const struct kube_config_opts *o,
 
 /* ---- in-cluster and ~/.kube/config ---- */
 
-static bool in_cluster(void)
+/* Both variables set and not empty, as client-go's InClusterConfig wants. */
+static bool in_cluster(const char **host, const char **port)
 {
-    const char *host = getenv("KUBERNETES_SERVICE_HOST"), *port = getenv("KUBERNETES_SERVICE_PORT");
-
-    return host && *host && port && *port;
+    *host = getenv("KUBERNETES_SERVICE_HOST");
+    *port = getenv("KUBERNETES_SERVICE_PORT");
+    return *host && **host && *port && **port;
 }
 
 static void in_cluster_namespace(struct kube_config *cfg, const char *dir)
@@ -1168,9 +1169,9 @@ static void in_cluster_namespace(struct kube_config *cfg, const char *dir)
     free(path);
 }
 
-static int in_cluster_load(struct kube_config *cfg, const struct kube_config_opts *o)
+static int in_cluster_load(struct kube_config *cfg, const struct kube_config_opts *o,
+                           const char *host, const char *port)
 {
-    const char *host = getenv("KUBERNETES_SERVICE_HOST"), *port = getenv("KUBERNETES_SERVICE_PORT");
     const char *dir = o->sa_dir && *o->sa_dir ? o->sa_dir : KUBE_SA_DIR;
     char *ca = strf("%s/ca.crt", dir);
     int rc;
@@ -1245,7 +1246,7 @@ int kube_config_load(struct kube_config **out, const struct kube_config_opts *op
 {
     static const struct kube_config_opts defaults;
     const struct kube_config_opts *o = opts ? opts : &defaults;
-    const char *env = getenv("KUBECONFIG");
+    const char *env = getenv("KUBECONFIG"), *host, *port;
     struct kube_config *cfg = config_new(o);
     int rc;
 
@@ -1255,8 +1256,8 @@ int kube_config_load(struct kube_config **out, const struct kube_config_opts *op
     } else if (env && *env) {
         cfg->source = KUBE_SOURCE_KUBECONFIG;
         rc = files_load(cfg, o, env, true);
-    } else if (in_cluster()) {
-        rc = in_cluster_load(cfg, o);
+    } else if (in_cluster(&host, &port)) {
+        rc = in_cluster_load(cfg, o, host, port);
     } else {
         cfg->source = KUBE_SOURCE_FILE;
         rc = home_load(cfg, o);

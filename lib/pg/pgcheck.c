@@ -84,6 +84,9 @@ static int validate(struct eff_opts *e, const struct pg_target *t, const struct 
     static const struct pg_check_opts defaults = { 0 };
     int rc;
 
+    e->sslmode = PG_CHECK_DEFAULT_SSLMODE;
+    e->rootcert = PG_CHECK_DEFAULT_CA_FILE;
+    e->timeout_s = PG_CHECK_DEFAULT_TIMEOUT_S;
     if (!o)
         o = &defaults;
     if (!t)

@@ -209,16 +209,22 @@ static void set_error_status(const struct reconcile_ctx *ctx, struct kube_conn *
     sbuf_free(body);
 }
 
-/* Reports a failed attempt: log, Event, status; returns the retry delay. */
+/* Reports a failed attempt: log, Event, status; returns the retry delay.
+ * A failure of the shared identity (shared_retry) is retried when the token
+ * cache will ask the identity provider again, not on this Secret's own
+ * backoff, which would grow with every replay of the same outage. */
 static int64_t fail(const struct reconcile_ctx *ctx, struct kube_conn *k, const struct kube_secret *s,
-                    const char *key, const char *reason, const char *msg, int64_t expires_at_ms)
+                    const char *key, const char *reason, const char *msg, int64_t expires_at_ms,
+                    bool shared_retry)
 {
     unsigned attempt = failure_inc(ctx->failures, key);
-    int64_t now = clock_wall_ms();
+    int64_t now = clock_wall_ms(), retry_after_ms = err_retry_after_s() * 1000;
     int64_t delay = policy_retry_ms(attempt, now, expires_at_ms, &ctx->policy, backoff_rand());
 
-    if (err_retry_after_s() * 1000 > delay)
-        delay = err_retry_after_s() * 1000;
+    if (shared_retry)
+        delay = (retry_after_ms > 0 ? retry_after_ms : 1000) + (int64_t)(backoff_rand() * 250);
+    else if (retry_after_ms > delay)
+        delay = retry_after_ms;
     atomic_fetch_add(&ctx->stats->rotation_failures, 1);
     log_warn("rotation_failed", LOG_STR("namespace", s->ns), LOG_STR("secret", s->name),
              LOG_STR("reason", reason), LOG_STR("detail", msg), LOG_I64("attempt", attempt + 1),
@@ -262,7 +268,7 @@ static int check_login(const struct reconcile_ctx *ctx, struct kube_conn *k,
         return 0;
     rc = pg_check_cached(&res, ctx->pg, &t, tok->token, tok->expires_at, &ctx->pg_opts);
     if (rc < 0) {
-        *retry_ms = fail(ctx, k, s, key, "LoginFailed", err_msg(), status_expiry_ms(s));
+        *retry_ms = fail(ctx, k, s, key, "LoginFailed", err_msg(), status_expiry_ms(s), false);
         return rc;
     }
     if (!res.cached) {
@@ -280,7 +286,7 @@ static int check_login(const struct reconcile_ctx *ctx, struct kube_conn *k,
     snprintf(msg, sizeof(msg), "new token did not log in as %s to %s:%u/%s (%s): %s; the "
              "current value was kept", spec->user, spec->host, spec->port, spec->database,
              pg_login_name(res.login), res.message);
-    *retry_ms = fail(ctx, k, s, key, "LoginFailed", msg, status_expiry_ms(s));
+    *retry_ms = fail(ctx, k, s, key, "LoginFailed", msg, status_expiry_ms(s), false);
     return ERR_REJECTED;
 }
 
@@ -355,16 +361,17 @@ static int rotate(struct reconcile_result *out, const struct reconcile_ctx *ctx,
     char msg[STATUS_MSG_MAX];
     int rc;
 
-    if ((rc = tokcache_get(&tok, ctx->tokens, ctx->idp, ctx->scope)) < 0) {
+    if ((rc = tokcache_get(&tok, ctx->tokens, ctx->idp, ctx->scope,
+                           ctx->policy.refresh_ratio / 2)) < 0) {
         snprintf(msg, sizeof(msg), "token request for %s failed: %s", ctx->idp->id, err_msg());
-        out->requeue_after_ms = fail(ctx, k, s, key, "TokenFailed", msg, status_expiry_ms(s));
+        out->requeue_after_ms = fail(ctx, k, s, key, "TokenFailed", msg, status_expiry_ms(s), true);
         goto out;
     }
     if ((rc = check_login(ctx, k, s, key, spec, &tok, &out->requeue_after_ms)) < 0)
         goto out;
     for (size_t i = 0; i < spec->n_outputs; i++)
         if ((rc = spec_render(&values[i], spec, i, tok.token)) < 0) {
-            out->requeue_after_ms = fail(ctx, k, s, key, "InvalidConfig", err_msg(), 0);
+            out->requeue_after_ms = fail(ctx, k, s, key, "InvalidConfig", err_msg(), 0, false);
             goto out;
         }
     policy_status(&ps, tok.issued_at, tok.expires_at, hash, seed, &ctx->policy);
@@ -372,10 +379,12 @@ static int rotate(struct reconcile_result *out, const struct reconcile_ctx *ctx,
         atomic_fetch_add(&ctx->stats->noop, 1);
         out->requeue_after_ms = policy_due_at_ms(tok.issued_at * 1000, tok.expires_at * 1000, seed,
                                                  &ctx->policy) - clock_wall_ms();
+        if (out->requeue_after_ms < POLICY_MIN_DELAY_MS)
+            out->requeue_after_ms = POLICY_MIN_DELAY_MS; /* never a busy loop */
         goto out;
     }
     if ((rc = build_patch(&body, s, spec, values, &ps, ctx->idp->id)) < 0) {
-        out->requeue_after_ms = fail(ctx, k, s, key, "InvalidConfig", err_msg(), 0);
+        out->requeue_after_ms = fail(ctx, k, s, key, "InvalidConfig", err_msg(), 0, false);
         goto out;
     }
     rc = patch_secret(k, ctx->store, s, body);
@@ -395,7 +404,7 @@ static int rotate(struct reconcile_result *out, const struct reconcile_ctx *ctx,
     }
     if (rc < 0) {
         snprintf(msg, sizeof(msg), "writing the Secret failed: %s", err_msg());
-        out->requeue_after_ms = fail(ctx, k, s, key, "WriteFailed", msg, status_expiry_ms(s));
+        out->requeue_after_ms = fail(ctx, k, s, key, "WriteFailed", msg, status_expiry_ms(s), false);
         goto out;
     }
     failure_reset(ctx->failures, key);

@@ -64,7 +64,7 @@ static const struct preset presets[] = {
 /* ---- text helpers ---- */
 
 /* s[0..n) for a message: at most SHOWN_MAX bytes, non-printable bytes as '?'. Used only for
- * annotation names and enum-like words, never for hosts, users or templates. */
+ * annotation names, never for values. */
 static void shown(char out[SHOWN_MAX + 4], const char *s, size_t n)
 {
     size_t i, k = n > SHOWN_MAX ? SHOWN_MAX : n;
@@ -76,6 +76,21 @@ static void shown(char out[SHOWN_MAX + 4], const char *s, size_t n)
         i += 3;
     }
     out[i] = '\0';
+}
+
+/* " \"word\"" when s[0..n) is a short keyword (letters, digits, '-', '.', '_'), else "": only
+ * such values are quoted in messages, so a mistyped keyword is shown and nothing else is. */
+static const char *quoted_word(char out[SHOWN_MAX + 4], const char *s, size_t n)
+{
+    static const char word[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._";
+    size_t k = 0;
+
+    while (k < n && s[k] && strchr(word, s[k]))
+        k++;
+    out[0] = '\0';
+    if (n && k == n && n <= SHOWN_MAX - 3)
+        snprintf(out, SHOWN_MAX + 4, " \"%.*s\"", (int)n, s);
+    return out;
 }
 
 /* Length of the UTF-8 sequence at s[0..n), or 0 when it is not valid (overlong forms,
@@ -300,9 +315,8 @@ static int field_sslmode(struct ctx *c, const char *name, const char *v)
         return err_set(ERR_INVALID, "%s: %s is refused: Azure Database for PostgreSQL requires "
                        "TLS and the token is a password that must not travel in clear; use "
                        "require, verify-ca or verify-full", name, v);
-    shown(what, v, strlen(v));
-    return err_set(ERR_INVALID, "%s: unknown sslmode \"%s\" (use require, verify-ca or "
-                   "verify-full)", name, what);
+    return err_set(ERR_INVALID, "%s: unknown sslmode%s (use require, verify-ca or verify-full)",
+                   name, quoted_word(what, v, strlen(v)));
 }
 
 static int field_login_check(struct ctx *c, const char *name, const char *v)
@@ -315,9 +329,8 @@ static int field_login_check(struct ctx *c, const char *name, const char *v)
             return 0;
         }
     }
-    shown(what, v, strlen(v));
-    return err_set(ERR_INVALID, "%s: unknown value \"%s\" (use required, best-effort or off)",
-                   name, what);
+    return err_set(ERR_INVALID, "%s: unknown value%s (use required, best-effort or off)", name,
+                   quoted_word(what, v, strlen(v)));
 }
 
 /* "0.5", ".25": a decimal fraction strictly between 0 and 1, parsed without the locale. */
@@ -405,8 +418,8 @@ static int format_item(struct ctx *c, const char *name, const char *it, size_t n
     }
     if (n == 0)
         return err_set(ERR_INVALID, "%s: empty entry", name);
-    shown(what, it, n);
-    return err_set(ERR_INVALID, "%s: unknown format \"%s\" (supported: url)", name, what);
+    return err_set(ERR_INVALID, "%s: unknown format%s (supported: url)", name,
+                   quoted_word(what, it, n));
 }
 
 static int field_format(struct ctx *c, const char *name, const char *v)

@@ -1,16 +1,25 @@
 /* A managed Secret's spec: what its pgtoken.io/ annotations ask for.
  *
- *   pgtoken.io/host              required: DNS name, IPv4 or IPv6 address ([..] optional)
- *   pgtoken.io/user              required: the PostgreSQL role (UPN, group or identity name)
+ *   pgtoken.io/host              required: a host name (labels of 1..63 [A-Za-z0-9-], not
+ *                                starting or ending with '-', joined by '.', at most 253; no
+ *                                trailing dot), an IPv4 address (dotted quad) or an IPv6 address
+ *                                with or without brackets (no zone); kept without brackets
+ *   pgtoken.io/user              required: the PostgreSQL role (UPN, group or identity name):
+ *                                1..63 bytes of UTF-8, no control character (C0, DEL, C1), no
+ *                                leading or trailing space
  *   pgtoken.io/database          default "postgres"; same rules as user
- *   pgtoken.io/port              default 5432; digits, 1..65535
+ *   pgtoken.io/port              default 5432; 1..5 ASCII digits, 1..65535 ("05432" is 5432)
  *   pgtoken.io/sslmode           default "require"; require | verify-ca | verify-full
- *   pgtoken.io/format            comma list of presets; only "url" (the default) for now
- *   pgtoken.io/template.KEY      Secret key KEY from a template (rot/tmpl.h)
+ *   pgtoken.io/format            comma list of presets (spaces around items allowed): "url" (the
+ *                                default); prisma, prefect, pgenv, pgpass, jdbc are reserved
+ *   pgtoken.io/template.KEY      Secret key KEY from a template (rot/tmpl.h); KEY is 1..253 of
+ *                                [-._a-zA-Z0-9], not "." or "..*", not "pgtoken*" (any case)
  *   pgtoken.io/login-check       required | best-effort | off
- *   pgtoken.io/refresh-ratio     a decimal in (0, 1), e.g. "0.5"
- *   pgtoken.io/restart           comma list of deployment/NAME or statefulset/NAME
- *   pgtoken.io/service-account   a ServiceAccount name in the Secret's namespace
+ *   pgtoken.io/refresh-ratio     a decimal in (0, 1): "0.5", ".25"; at most 9 decimals
+ *   pgtoken.io/restart           comma list of deployment/NAME or statefulset/NAME (NAME a
+ *                                DNS-1123 subdomain), at most 16, duplicates dropped
+ *   pgtoken.io/service-account   a ServiceAccount name (DNS-1123 subdomain) in the Secret's
+ *                                namespace
  *   pgtoken.io/status.*          written by the controller; ignored here
  *
  * Outputs: with neither templates nor format, the "url" preset: password = "{password}" and
@@ -19,7 +28,9 @@
  * overrides a preset key of the same name. Outputs are sorted by key.
  *
  * Every value is at most SPEC_VALUE_MAX bytes of UTF-8. Any other pgtoken.io/ annotation is
- * refused. Messages name the annotation and never quote a host, user, database or template. */
+ * refused. Messages name the annotation and never quote a host, user, database, template or
+ * service account; they quote only a short keyword-like value of sslmode, login-check or format
+ * (so a typo is shown) and a bad template placeholder (rot/tmpl.h). */
 #ifndef PGTR_SPEC_H
 #define PGTR_SPEC_H
 

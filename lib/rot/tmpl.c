@@ -415,31 +415,34 @@ static int uri_check(const char *s, size_t n)
     return 0;
 }
 
-/* A JWT-shaped token: three base64url parts joined by dots, every character a token can have. */
-static struct sbuf *sample_password(void)
-{
-    static const char b64url[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    size_t n = TMPL_SAMPLE_PASSWORD_LEN;
-    struct sbuf *s = sbuf_new(n);
+/* A JWT-shaped sample token: base64url parts joined by dots, with every character a token can
+ * have. A real one is longer, but its characters need no encoding, so each {password} adds
+ * exactly its length: tmpl_check renders this short one and adds the difference. */
+static const char sample_token[] =
+    "eyJhbGciOiJSUzI1NiJ9.ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.c2ln";
 
-    for (size_t i = 0; i < n; i++) {
-        char c = (i == n / 3 || i == 2 * n / 3) ? '.' : b64url[i % 64];
-        sbuf_add(s, &c, 1); /* cannot fail: n bytes fit */
-    }
-    return s;
+static size_t count_uses(const struct tmpl *t, enum tmpl_var var)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < t->n_parts; i++)
+        n += t->parts[i].is_var && t->parts[i].var == var;
+    return n;
 }
 
 int tmpl_check(const struct tmpl *t, const struct tmpl_values *v)
 {
     struct tmpl_values vals = *v;
     struct sbuf *pw = NULL, *out = sbuf_new(TMPL_OUT_MAX);
+    size_t extra = 0;
     int rc;
 
-    if (!vals.password)
-        vals.password = pw = sample_password();
+    if (!vals.password) {
+        vals.password = pw = sbuf_from(sample_token, sizeof(sample_token) - 1);
+        extra = count_uses(t, TMPL_PASSWORD) * (TMPL_SAMPLE_PASSWORD_LEN - sbuf_len(pw));
+    }
     rc = tmpl_render(out, t, &vals);
-    if (rc == ERR_TOOBIG)
+    if (rc == ERR_TOOBIG || (rc == 0 && sbuf_len(out) + extra > TMPL_OUT_MAX))
         rc = err_set(ERR_INVALID, "renders to more than %d bytes with a %d-byte token",
                      TMPL_OUT_MAX, TMPL_SAMPLE_PASSWORD_LEN);
     else if (rc == 0 && t->url)

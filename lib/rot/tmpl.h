@@ -27,7 +27,7 @@
 
 #define TMPL_TEXT_MAX 4096            /* bytes of template text */
 #define TMPL_OUT_MAX (64 * 1024)      /* bytes of one rendered value */
-#define TMPL_SAMPLE_PASSWORD_LEN 8192 /* the token size tmpl_check renders with */
+#define TMPL_SAMPLE_PASSWORD_LEN 8192 /* the token size tmpl_check assumes */
 
 enum tmpl_var { TMPL_USER, TMPL_PASSWORD, TMPL_HOST, TMPL_PORT, TMPL_DATABASE, TMPL_SSLMODE };
 
@@ -64,7 +64,7 @@ int tmpl_render(struct sbuf *out, const struct tmpl *t, const struct tmpl_values
  * non-ASCII byte, quote, "<>\^`{|}"), '%' followed by two hex digits; an authority
  * [userinfo@]host[:port] with at most one '@', a non-empty host (a name or a bracketed IPv6
  * address) and a port of 1..65535 if any; '[' and ']' only around an IPv6 host.
- * v->password may be NULL: a JWT-shaped sample of TMPL_SAMPLE_PASSWORD_LEN bytes is used.
+ * v->password may be NULL: a JWT-shaped sample token of TMPL_SAMPLE_PASSWORD_LEN bytes is assumed.
  * 0 or ERR_INVALID (the message never holds a value). */
 int tmpl_check(const struct tmpl *t, const struct tmpl_values *v);
 
