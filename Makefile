@@ -90,7 +90,7 @@ test:
 	@tests/run
 
 demo:
-	@tests/demo
+	@tests/demo.sh
 
 lint:
 	@tests/lint.sh

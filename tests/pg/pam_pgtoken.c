@@ -22,8 +22,17 @@
  * reason goes to stderr (the PostgreSQL log); the token itself is never written anywhere.
  */
 #define _POSIX_C_SOURCE 200809L
+/*
+ * The RSA-specific API (d2i_RSA_PUBKEY, RSA_verify) is deprecated in OpenSSL 3 but still part of
+ * it, and here it is 15-30 times faster than the EVP_PKEY path: every PostgreSQL backend starts
+ * cold, and OpenSSL 3's provider decoders and key export cost about 1 ms per login, against
+ * 60 us for this path (measured on Debian 12, OpenSSL 3.0). The benchmark logs in thousands of
+ * times, so the speed matters more than the deprecation.
+ */
+#define OPENSSL_API_COMPAT 0x10101000L
 
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -38,8 +47,11 @@
 #include <cjson/cJSON.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
-#include <openssl/evp.h>
+#include <openssl/objects.h>
 #include <openssl/pem.h>
+#include <openssl/rsa.h>
+#include <openssl/sha.h>
+#include <openssl/x509.h>
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -65,7 +77,7 @@ struct config {
 };
 
 struct keyring {
-    EVP_PKEY *keys[PUBKEYS_MAX];
+    RSA *keys[PUBKEYS_MAX];
     int keys_len;
 };
 
@@ -192,33 +204,49 @@ static int config_parse(struct config *cfg, struct verdict *v, int argc, const c
 static void keyring_release(struct keyring *kr)
 {
     for (int i = 0; i < kr->keys_len; i++)
-        EVP_PKEY_free(kr->keys[i]);
+        RSA_free(kr->keys[i]);
     kr->keys_len = 0;
 }
 
-/* Reads every PUBLIC KEY block of path into kr. 0, or -1 with v set (a configuration error). */
+/*
+ * Reads every PUBLIC KEY block of path into kr; other PEM blocks are skipped.
+ * 0, or -1 with v set (a configuration error: no such file, no key, a key not RSA >= 2048 bits).
+ */
 static int keyring_load_file(struct keyring *kr, struct verdict *v, const char *path)
 {
     BIO *bio = BIO_new_file(path, "r");
+    char *name = NULL, *header = NULL;
+    unsigned char *der = NULL;
+    long der_len;
     int found = 0, rc = 0;
-    EVP_PKEY *k;
 
     if (!bio)
         return refuse(v, PAM_SERVICE_ERR, "cannot open pubkey file %s", path);
-    while ((k = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL)) != NULL) {
-        if (EVP_PKEY_base_id(k) != EVP_PKEY_RSA || EVP_PKEY_bits(k) < PUBKEY_BITS_MIN) {
-            EVP_PKEY_free(k);
-            rc = refuse(v, PAM_SERVICE_ERR, "%s: a key is not RSA of at least %d bits", path,
-                        PUBKEY_BITS_MIN);
-            goto out;
+    while (PEM_read_bio(bio, &name, &header, &der, &der_len) == 1) {
+        const unsigned char *p = der;
+        RSA *key = NULL;
+
+        if (strcmp(name, "PUBLIC KEY") == 0) {
+            key = d2i_RSA_PUBKEY(NULL, &p, der_len);
+            if (!key || RSA_bits(key) < PUBKEY_BITS_MIN) {
+                RSA_free(key);
+                rc = refuse(v, PAM_SERVICE_ERR, "%s: a key is not RSA of at least %d bits", path,
+                            PUBKEY_BITS_MIN);
+            } else if (kr->keys_len == PUBKEYS_MAX) {
+                RSA_free(key);
+                rc = refuse(v, PAM_SERVICE_ERR, "more than %d public keys", PUBKEYS_MAX);
+            } else {
+                kr->keys[kr->keys_len++] = key;
+                found++;
+            }
         }
-        if (kr->keys_len == PUBKEYS_MAX) {
-            EVP_PKEY_free(k);
-            rc = refuse(v, PAM_SERVICE_ERR, "more than %d public keys", PUBKEYS_MAX);
+        OPENSSL_free(name);
+        OPENSSL_free(header);
+        OPENSSL_free(der);
+        name = header = NULL;
+        der = NULL;
+        if (rc < 0)
             goto out;
-        }
-        kr->keys[kr->keys_len++] = k;
-        found++;
     }
     if (found == 0)
         rc = refuse(v, PAM_SERVICE_ERR, "no PUBLIC KEY block in %s", path);
@@ -231,18 +259,17 @@ out:
 static int keyring_verify_rs256(const struct keyring *kr, const char *msg, size_t msg_len,
                                 const struct segment *sig)
 {
-    int ok = 0;
+    unsigned char digest[SHA256_DIGEST_LENGTH];
 
-    for (int i = 0; i < kr->keys_len && !ok; i++) {
-        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-
-        if (!ctx)
-            break;
-        ok = EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, kr->keys[i]) == 1 &&
-             EVP_DigestVerify(ctx, sig->data, sig->len, (const unsigned char *)msg, msg_len) == 1;
-        EVP_MD_CTX_free(ctx);
-    }
-    return ok;
+    if (sig->len > UINT_MAX)
+        return 0;
+    SHA256((const unsigned char *)msg, msg_len, digest);
+    /* RSA_verify requires sig_len == the modulus size and compares the whole re-encoded block. */
+    for (int i = 0; i < kr->keys_len; i++)
+        if (RSA_verify(NID_sha256, digest, sizeof(digest), sig->data, (unsigned int)sig->len,
+                       kr->keys[i]) == 1)
+            return 1;
+    return 0;
 }
 
 /* 1: aud (a string or an array of strings) names audience; else 0. */

@@ -1,14 +1,15 @@
 # tests/pg/pg.mk: the token-validating PostgreSQL used by the tests (see tests/pg/pgstack).
 #
-# Included by the top Makefile, which sets BUILD (and CC). Also usable alone:
+# Included by the top Makefile, which sets BUILD (and CC). Also usable alone, from the repo root:
 #   make -f tests/pg/pg.mk BUILD=build build/tests/pam_pgtoken.so
-#   make -f tests/pg/pg.mk BUILD=build pg-test        (root: it writes /etc/pam.d)
-#   make -f tests/pg/pg.mk BUILD=build pg-test-asan   (module under ASan+UBSan, server with libasan)
+#   make -f tests/pg/pg.mk BUILD=build pg-test        real PostgreSQL + psql (root: writes /etc/pam.d)
+#   make -f tests/pg/pg.mk BUILD=build pg-test-asan   the module alone under ASan+UBSan+LSan
 #
 # The module is loaded into PostgreSQL's backends, so it gets its own flags rather than the
 # project's CFLAGS: a sanitizer build of the project must not turn it into a library PostgreSQL
-# can only load with libasan preloaded. pg-test-asan does that on purpose, with its own .so.
-# Needs libpam0g-dev, libssl-dev, libcjson-dev (and postgresql-15, Go for the fakes to run tests).
+# cannot load. The sanitizer builds are separate files, driven by pam_driver instead of
+# PostgreSQL (which hangs at start with libasan preloaded).
+# Needs libpam0g-dev, libssl-dev, libcjson-dev; the tests also need postgresql-15 and Go.
 
 PG_TEST_DIR := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
 BUILD ?= build
@@ -16,6 +17,9 @@ CC ?= cc
 
 PAM_PGTOKEN_SO := $(BUILD)/tests/pam_pgtoken.so
 PAM_PGTOKEN_ASAN_SO := $(BUILD)/tests/pam_pgtoken_asan.so
+PAM_DRIVER := $(BUILD)/tests/pam_driver
+PAM_DRIVER_ASAN := $(BUILD)/tests/pam_driver_asan
+
 PAM_PGTOKEN_CFLAGS ?= -std=c17 -O2 -g -Wall -Wextra -Werror -fPIC -fvisibility=hidden
 PAM_PGTOKEN_SANITIZE ?= -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 PAM_PGTOKEN_LDFLAGS ?= -shared -Wl,-z,defs -Wl,-z,now -Wl,-z,relro
@@ -30,10 +34,21 @@ $(PAM_PGTOKEN_ASAN_SO): $(PG_TEST_DIR)/pam_pgtoken.c $(PG_TEST_DIR)/pg.mk
 	$(CC) $(PAM_PGTOKEN_CFLAGS) $(PAM_PGTOKEN_SANITIZE) $(PAM_PGTOKEN_LDFLAGS) -o $@ $< \
 		$(PAM_PGTOKEN_LIBS)
 
-# pg_test.sh builds the fakes itself (go build is incremental) and uses the module built here.
+$(PAM_DRIVER): $(PG_TEST_DIR)/pam_driver.c $(PG_TEST_DIR)/pg.mk
+	@mkdir -p $(@D)
+	$(CC) $(filter-out -fPIC -fvisibility=hidden,$(PAM_PGTOKEN_CFLAGS)) -o $@ $< -lpam
+
+# The driver carries the sanitizer runtime, so the sanitized module loads without LD_PRELOAD.
+$(PAM_DRIVER_ASAN): $(PG_TEST_DIR)/pam_driver.c $(PG_TEST_DIR)/pg.mk
+	@mkdir -p $(@D)
+	$(CC) $(filter-out -fPIC -fvisibility=hidden,$(PAM_PGTOKEN_CFLAGS)) $(PAM_PGTOKEN_SANITIZE) \
+		-o $@ $< -lpam
+
+# The scripts build the fakes themselves (go build is incremental).
 .PHONY: pg-test pg-test-asan
 pg-test: $(PAM_PGTOKEN_SO)
 	PAM_PGTOKEN=$(abspath $(PAM_PGTOKEN_SO)) $(PG_TEST_DIR)/pg_test.sh
 
-pg-test-asan: $(PAM_PGTOKEN_ASAN_SO)
-	PG_TEST_ASAN=1 CC=$(CC) PAM_PGTOKEN=$(abspath $(PAM_PGTOKEN_ASAN_SO)) $(PG_TEST_DIR)/pg_test.sh
+pg-test-asan: $(PAM_PGTOKEN_ASAN_SO) $(PAM_DRIVER_ASAN)
+	PAM_PGTOKEN=$(abspath $(PAM_PGTOKEN_ASAN_SO)) PAM_DRIVER=$(abspath $(PAM_DRIVER_ASAN)) \
+		$(PG_TEST_DIR)/pam_test.sh

@@ -9,8 +9,8 @@
 # Environment:
 #   FAKES=PATH        use this fakes binary instead of building build/tests/fakes
 #   PAM_PGTOKEN=PATH  use this module instead of building build/tests/pam_pgtoken.so
-#   PG_TEST_ASAN=1    build the module with -fsanitize=address,undefined and run the server with
-#                     libasan preloaded (sanitizer reports land in the server log, which is checked)
+# The module under ASan/UBSan/LSan is tested by tests/pg/pam_test.sh, without PostgreSQL:
+# PostgreSQL 15 hangs at start with libasan preloaded (glibc's bindtextdomain lock).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -18,53 +18,19 @@ BUILD=${BUILD:-$ROOT/build}
 [[ $BUILD == /* ]] || BUILD=$ROOT/$BUILD
 PGSTACK=$ROOT/tests/pg/pgstack
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
-AUD=https://ossrdbms-aad.database.windows.net
+# shellcheck source=testlib.sh source-path=SCRIPTDIR
+. "$ROOT/tests/pg/testlib.sh"
 
-# A psql whose stdin is closed must not wedge the test by prompting; a write to it must not kill us.
+# A write to a psql that died must fail the test, not kill the script.
 trap '' PIPE
 
 build() {
-    if [[ -z ${FAKES:-} ]]; then
-        FAKES=$BUILD/tests/fakes
-        # Only `fakes pki` and `fakes jwt` are used here: a fakes tree broken elsewhere (say, mid-edit
-        # of the kube fake) should not stop these tests when a built binary is at hand.
-        if ! (cd "$ROOT/tests" &&
-            GOPATH=${GOPATH:-$ROOT/.cache/go} GOCACHE=${GOCACHE:-$ROOT/.cache/go/build} \
-                GOFLAGS=${GOFLAGS:--modcacherw} go build -o "$FAKES" ./fakes/cmd/fakes); then
-            [[ -x $FAKES ]] || { echo "Bail out! cannot build $FAKES" && exit 1; }
-            echo "# warning: go build of the fakes failed; using the existing $FAKES" >&2
-        fi
-    fi
+    build_fakes
     if [[ -z ${PAM_PGTOKEN:-} ]]; then
-        local target=pam_pgtoken
-        [[ ${PG_TEST_ASAN:-0} == 1 ]] && target=pam_pgtoken_asan
-        make -s -C "$ROOT" -f tests/pg/pg.mk BUILD="$BUILD" "$BUILD/tests/$target.so"
-        PAM_PGTOKEN=$BUILD/tests/$target.so
-    fi
-    if [[ ${PG_TEST_ASAN:-0} == 1 ]]; then
-        PGSTACK_LD_PRELOAD=$(realpath "$(${CC:-cc} -print-file-name=libasan.so)")
-        # PostgreSQL itself is not built for leak checking: report memory errors, not leaks.
-        export PGSTACK_LD_PRELOAD ASAN_OPTIONS=detect_leaks=0:abort_on_error=1
-        export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+        make_target "$BUILD/tests/pam_pgtoken.so"
+        PAM_PGTOKEN=$BUILD/tests/pam_pgtoken.so
     fi
     export FAKES PAM_PGTOKEN
-}
-
-# --- results ---------------------------------------------------------------------------------
-
-TESTS=0
-FAILED=0
-TOKENS=()                               # every token made, to prove none reaches the log
-
-pass() {
-    TESTS=$((TESTS + 1))
-    echo "ok - $1"
-}
-
-fail() {
-    TESTS=$((TESTS + 1))
-    FAILED=$((FAILED + 1))
-    echo "not ok - $1: $2"
 }
 
 # --- the stack ---------------------------------------------------------------------------------
@@ -81,45 +47,6 @@ cleanup() {
         rm -rf "$STACK"
     fi
     exit "$rc"
-}
-
-# --- tokens --------------------------------------------------------------------------------
-
-# b64url < bytes: unpadded base64url, as JWTs use.
-b64url() { base64 -w0 | tr '+/' '-_' | tr -d '='; }
-
-# The token helpers set TOK (not print it: a $(...) subshell would lose the TOKENS record).
-
-# mint_raw KEY ARGS...: TOK = a token signed by pki/KEY (the fakes' jwt command).
-mint_raw() {
-    local key=$1
-    shift
-    TOK=$("$FAKES" jwt --key "$STACK/pki/$key" "$@")
-    TOKENS+=("$TOK")
-}
-
-# mint ARGS...: TOK = a token from the identity provider for PostgreSQL's audience (ARGS may
-# override any claim).
-mint() { mint_raw idp.key --set aud="$AUD" "$@"; }
-
-# sign_jwt HEADER_JSON CLAIMS_JSON: TOK = a token with exactly these parts, RS256-signed by the
-# identity provider's key.
-sign_jwt() {
-    local input
-    input="$(printf '%s' "$1" | b64url).$(printf '%s' "$2" | b64url)"
-    TOK="$input.$(printf '%s' "$input" | openssl dgst -sha256 -sign "$STACK/pki/idp.key" | b64url)"
-    TOKENS+=("$TOK")
-}
-
-# forge STRING: TOK = STRING, a token put together by hand.
-forge() {
-    TOK=$1
-    TOKENS+=("$TOK")
-}
-
-payload_of() {
-    local p=${1#*.}
-    printf '%s\n' "${p%%.*}"
 }
 
 # --- logins ------------------------------------------------------------------------------------
@@ -211,7 +138,7 @@ test_array_audience() {
 }
 
 test_refusals() {
-    local good app1_payload hmac_key
+    local app1_tok app2_tok
 
     mint --set oid=$OID_APP1 --set iat=@-3700 --set nbf=@-3700 --set exp=@-10
     expect_refused "expired token refused" app1 "$TOK" "token expired"
@@ -235,19 +162,16 @@ test_refusals() {
 
     # An app2 token whose payload is swapped for an app1 payload: valid parts, broken signature.
     mint --set oid=$OID_APP2
-    good=$TOK
+    app2_tok=$TOK
     mint --set oid=$OID_APP1
-    app1_payload=$(payload_of "$TOK")
-    forge "${good%%.*}.$app1_payload.${good##*.}"
+    app1_tok=$TOK
+    forge_tampered "$app2_tok" "$app1_tok"
     expect_refused "tampered payload refused" app1 "$TOK" "token signature does not verify"
 
-    forge "$(printf '{"alg":"none","typ":"JWT"}' | b64url).$app1_payload."
+    forge_alg none "$(payload_of "$app1_tok")"
     expect_refused "alg none refused" app1 "$TOK" "token alg is not RS256"
 
-    # Key confusion: HS256 "signed" with the RSA public key as the HMAC secret.
-    hmac_key=$(cat "$STACK/pki/idp.pub")
-    forge "$(printf '{"alg":"HS256","typ":"JWT"}' | b64url).$app1_payload"
-    forge "$TOK.$(printf '%s' "$TOK" | openssl dgst -sha256 -hmac "$hmac_key" -binary | b64url)"
+    forge_alg HS256 "$(payload_of "$app1_tok")"
     expect_refused "alg HS256 signed with the public key refused" app1 "$TOK" \
         "token alg is not RS256"
 
@@ -319,16 +243,8 @@ test_session_outlives_token() {
 }
 
 test_log_hygiene() {
-    local log=$STACK/postgres.log tok part leaked=0
-    for tok in "${TOKENS[@]}"; do
-        # Any one part is enough to spot a token, whole or cut (alg none has an empty signature).
-        for part in ${tok//./ }; do
-            if ((${#part} >= 16)) && grep -qF -- "$part" "$log"; then
-                leaked=$((leaked + 1))
-                break
-            fi
-        done
-    done
+    local log=$STACK/postgres.log leaked
+    leaked=$(tokens_found_in "$log")
     if [[ ${#TOKENS[@]} -lt 10 ]]; then
         fail "server log contains no token" "only ${#TOKENS[@]} tokens were recorded"
     elif [[ $leaked -ne 0 ]]; then
@@ -336,10 +252,10 @@ test_log_hygiene() {
     else
         pass "server log contains no token"
     fi
-    if grep -E 'AddressSanitizer|LeakSanitizer|runtime error:|terminated by signal' "$log" >&2; then
-        fail "no backend crashed or tripped a sanitizer" "see the lines above from $log"
+    if grep -E 'terminated by signal|was terminated by exception' "$log" >&2; then
+        fail "no backend crashed" "see the lines above from $log"
     else
-        pass "no backend crashed or tripped a sanitizer"
+        pass "no backend crashed"
     fi
 }
 
@@ -350,6 +266,7 @@ main() {
     trap 'exit 130' INT
     trap 'exit 143' TERM
     "$PGSTACK" start "$STACK" >/dev/null
+    PKI=$STACK/pki
     # shellcheck disable=SC1091
     . "$STACK/pg.env"
     "$PGSTACK" role "$STACK" app1 "$OID_APP1"

@@ -115,7 +115,7 @@ func (sv *Server) authenticate(r *http.Request) *userInfo {
 
 // authSAToken checks a service account token as kube-apiserver's
 // serviceaccount authenticator does for bound tokens: signature by the SA
-// key, issuer, audience (the API audiences = the issuer), time, and that the
+// key, issuer, audience (one of the API audiences), time, and that the
 // ServiceAccount still exists with the uid the token names.
 func (sv *Server) authSAToken(tok string) *userInfo {
 	claims, err := pki.Verify(tok, &sv.saKey.PublicKey)
@@ -143,10 +143,10 @@ func (sv *Server) authSAToken(tok string) *userInfo {
 	audOK := false
 	switch a := claims["aud"].(type) {
 	case string:
-		audOK = a == sv.issuer
+		audOK = contains(sv.apiAudiences(), a)
 	case []any:
 		for _, x := range a {
-			if x == sv.issuer {
+			if s, ok := x.(string); ok && contains(sv.apiAudiences(), s) {
 				audOK = true
 			}
 		}
@@ -208,7 +208,7 @@ func (sv *Server) tokenRequest(ns, name string, body []byte) (Obj, *apiError) {
 	}
 	auds := strList(spec["audiences"])
 	if len(auds) == 0 {
-		auds = []string{sv.issuer}
+		auds = sv.apiAudiences()
 	}
 	var errs []fieldErr
 	if exp < 600 {
@@ -218,7 +218,7 @@ func (sv *Server) tokenRequest(ns, name string, body []byte) (Obj, *apiError) {
 		errs = append(errs, fieldInvalid("spec.expirationSeconds", exp, "may not specify a duration larger than 2^32 seconds"))
 	}
 	if len(errs) > 0 {
-		return nil, errInvalid("authentication.k8s.io", "TokenRequest", name, errs)
+		return nil, errInvalid("authentication.k8s.io", "TokenRequest", "", errs)
 	}
 	sa := sv.store.get(sv.res["/serviceaccounts"], ns, name)
 	if sa == nil {
@@ -258,12 +258,17 @@ func (sv *Server) tokenRequest(ns, name string, body []byte) (Obj, *apiError) {
 	if serr != nil {
 		return nil, errInternal(serr.Error())
 	}
+	// the real answer's metadata: the service account's name, namespace and
+	// uid, and the time of the request
+	md = copyObj(md)
+	if md == nil {
+		md = Obj{}
+	}
+	md["name"], md["namespace"], md["uid"] = name, ns, getStr(sa, "metadata", "uid")
+	md["creationTimestamp"] = now.UTC().Format(time.RFC3339)
 	out := Obj{"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1", "metadata": md,
 		"spec":   Obj{"audiences": toAny(auds), "expirationSeconds": exp, "boundObjectRef": spec["boundObjectRef"]},
 		"status": Obj{"token": tok, "expirationTimestamp": now.Add(time.Duration(exp) * time.Second).UTC().Format(time.RFC3339)}}
-	if md == nil {
-		out["metadata"] = Obj{}
-	}
 	return normalize(out).(Obj), nil
 }
 
@@ -273,4 +278,38 @@ func toAny(l []string) []any {
 		out[i] = s
 	}
 	return out
+}
+
+// apiAudiences is kube-apiserver's --api-audiences (default: the issuer).
+func (sv *Server) apiAudiences() []string {
+	if len(sv.audiences) > 0 {
+		return sv.audiences
+	}
+	return []string{sv.issuer}
+}
+
+// anonymousAllowed is what the default RBAC lets system:anonymous see.
+func anonymousAllowed(path string) bool {
+	switch path {
+	case "/version", "/version/", "/healthz", "/livez", "/readyz",
+		"/.well-known/openid-configuration", "/openid/v1/jwks":
+		return true
+	}
+	return false
+}
+
+// serveOIDC serves the service account issuer discovery documents.
+func (sv *Server) serveOIDC(w http.ResponseWriter, r *http.Request) bool {
+	switch r.URL.Path {
+	case "/.well-known/openid-configuration":
+		writeJSONType(w, r, 200, Obj{"issuer": sv.issuer, "jwks_uri": strings.TrimSuffix(sv.issuer, "/") + "/openid/v1/jwks",
+			"response_types_supported": []any{"id_token"}, "subject_types_supported": []any{"public"},
+			"id_token_signing_alg_values_supported": []any{"RS256"}}, "application/json")
+		return true
+	case "/openid/v1/jwks":
+		w.Header().Set("Content-Type", "application/jwk-set+json")
+		w.Write(pki.JWKS(&sv.saKey.PublicKey))
+		return true
+	}
+	return false
 }

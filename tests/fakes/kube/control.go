@@ -401,6 +401,10 @@ func (sv *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 	case path == "requests" && r.Method == http.MethodDelete:
 		c.mu.Lock()
 		c.requests = nil
+		c.mu.Unlock()
+		reply(map[string]any{"cleared": true})
+	case path == "stats" && r.Method == http.MethodDelete:
+		c.mu.Lock()
 		c.stats = map[string]int{}
 		c.mu.Unlock()
 		reply(map[string]any{"cleared": true})

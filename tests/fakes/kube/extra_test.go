@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// pbField encodes one length-delimited protobuf field.
+// pbLD encodes one length-delimited protobuf field.
 func pbLD(num int, b []byte) []byte {
 	out := binary.AppendUvarint(nil, uint64(num<<3|2))
 	out = binary.AppendUvarint(out, uint64(len(b)))
@@ -58,7 +58,7 @@ func TestConfigMapsStatefulSetsAndDeleteCollection(t *testing.T) {
 			"template": Obj{"metadata": Obj{"labels": Obj{"app": "db"}}, "spec": Obj{"containers": []any{Obj{"name": "pg", "image": "postgres"}}}}}}
 	r = f.req("POST", "/apis/apps/v1/namespaces/ns1/statefulsets", "", sts)
 	f.mustCode(r, 201)
-	if r.str("spec", "podManagementPolicy") != "OrderedReady" || r.str("spec", "template", "spec", "containers", "0") != "" {
+	if r.str("spec", "podManagementPolicy") != "OrderedReady" {
 		t.Fatalf("sts defaults: %s", r.raw)
 	}
 	if cs := getPath(r.obj, "spec", "template", "spec", "containers").([]any); getStr(cs[0].(Obj), "imagePullPolicy") != "Always" {
@@ -119,4 +119,31 @@ func TestMiscWireDetails(t *testing.T) {
 
 func itoa(n int64) string {
 	return strings.TrimSpace(strings.Replace(string(encodeJSON(n)), "\n", "", 1))
+}
+
+func TestAnonymousAndAudiences(t *testing.T) {
+	f := startFake(t, func(c *Config) {
+		c.AnonymousAuth = true
+		c.APIAudiences = []string{"https://kube.test", "api://AzureADTokenExchange"}
+	})
+	wantStatus(t, f.reqTok("", "GET", "/api/v1/namespaces/ns1/secrets", "", nil), 403, "Forbidden",
+		`secrets is forbidden: User "system:anonymous" cannot list resource "secrets" in API group "" in the namespace "ns1"`)
+	wantStatus(t, f.reqTok("", "GET", "/apis", "", nil), 403, "Forbidden", `forbidden: User "system:anonymous" cannot get path "/apis"`)
+	f.mustCode(f.reqTok("", "GET", "/version", "", nil), 200)
+	wantStatus(t, f.reqTok("bad", "GET", "/version", "", nil), 401, "Unauthorized", "Unauthorized")
+	r := f.reqTok("", "GET", "/.well-known/openid-configuration", "", nil)
+	if r.str("issuer") != "https://kube.test" || r.str("jwks_uri") != "https://kube.test/openid/v1/jwks" {
+		t.Fatalf("openid configuration: %s", r.raw)
+	}
+	r = f.reqTok("", "GET", "/openid/v1/jwks", "", nil)
+	if !strings.Contains(string(r.raw), `"kid"`) {
+		t.Fatalf("jwks: %s", r.raw)
+	}
+	f.mustCode(f.req("POST", "/api/v1/namespaces/ns1/serviceaccounts", "", Obj{"metadata": Obj{"name": "sa"}}), 201)
+	r = f.req("POST", "/api/v1/namespaces/ns1/serviceaccounts/sa/token", "", Obj{"spec": Obj{}})
+	if auds := getPath(r.obj, "spec", "audiences").([]any); len(auds) != 2 {
+		t.Fatalf("default audiences: %s", r.raw)
+	}
+	r = f.req("POST", "/api/v1/namespaces/ns1/serviceaccounts/sa/token", "", Obj{"spec": Obj{"audiences": []any{"api://AzureADTokenExchange"}}})
+	f.mustCode(f.reqTok(r.str("status", "token"), "GET", "/api/v1/namespaces/ns1/secrets", "", nil), 200)
 }

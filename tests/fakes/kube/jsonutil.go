@@ -166,54 +166,173 @@ func getInt(o Obj, keys ...string) (int64, bool) {
 	return 0, false
 }
 
-// ---- ordered encoding: kind, apiVersion, metadata first, like the real
-// server's struct order; metadata fields in ObjectMeta order.
+// ---- ordered encoding: fields in the order of the real server's Go
+// structs (kind, apiVersion, metadata first; ObjectMeta order; the known
+// types' fields); maps with free keys (data, labels) sorted, as Go sorts them.
 
-var topOrder = map[string]int{"kind": 0, "apiVersion": 1, "metadata": 2}
-var statusOrder = map[string]int{"kind": 0, "apiVersion": 1, "metadata": 2, "status": 3, "message": 4, "reason": 5, "details": 6, "code": 7}
-var eventOrder = map[string]int{"type": 0, "object": 1}
-var metaOrder = map[string]int{"name": 0, "generateName": 1, "namespace": 2, "selfLink": 3, "uid": 4,
-	"resourceVersion": 5, "generation": 6, "creationTimestamp": 7, "deletionTimestamp": 8,
-	"deletionGracePeriodSeconds": 9, "labels": 10, "annotations": 11, "ownerReferences": 12,
-	"finalizers": 13, "managedFields": 14, "continue": 15, "remainingItemCount": 16}
-var tailOrder = map[string]int{"spec": 1000, "status": 1001}
+type ord struct {
+	rank   map[string]int  // keys placed first, in this order
+	tail   map[string]int  // keys placed after all others
+	kids   map[string]*ord // orders of nested objects
+	items  *ord            // order of list elements
+	byKind bool            // pick the order by the object's own kind
+}
+
+func ranks(keys ...string) map[string]int {
+	m := make(map[string]int, len(keys))
+	for i, k := range keys {
+		m[k] = i
+	}
+	return m
+}
+
+func o(keys ...string) *ord { return &ord{rank: ranks(keys...)} }
+
+func (x *ord) with(key string, child *ord) *ord {
+	if x.kids == nil {
+		x.kids = map[string]*ord{}
+	}
+	x.kids[key] = child
+	return x
+}
+
+func list(item *ord) *ord { return &ord{items: item} }
+
+var (
+	ordByKind = &ord{byKind: true}
+	ordMeta   = o("name", "generateName", "namespace", "selfLink", "uid", "resourceVersion", "generation",
+		"creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "labels", "annotations",
+		"ownerReferences", "finalizers", "managedFields", "continue", "remainingItemCount").
+		with("ownerReferences", list(o("apiVersion", "kind", "name", "uid", "controller", "blockOwnerDeletion")))
+	ordStatus = o("kind", "apiVersion", "metadata", "status", "message", "reason", "details", "code").
+			with("metadata", ordMeta).
+			with("details", o("name", "group", "kind", "uid", "causes", "retryAfterSeconds").
+				with("causes", list(o("reason", "message", "field"))))
+	ordContainer = o("name", "image", "command", "args", "workingDir", "ports", "envFrom", "env", "resources",
+		"resizePolicy", "restartPolicy", "volumeMounts", "volumeDevices", "livenessProbe", "readinessProbe",
+		"startupProbe", "lifecycle", "terminationMessagePath", "terminationMessagePolicy", "imagePullPolicy",
+		"securityContext", "stdin", "stdinOnce", "tty").
+		with("ports", list(o("name", "hostPort", "containerPort", "protocol", "hostIP"))).
+		with("env", list(o("name", "value", "valueFrom")))
+	ordPodSpec = o("volumes", "initContainers", "containers", "ephemeralContainers", "restartPolicy",
+		"terminationGracePeriodSeconds", "activeDeadlineSeconds", "dnsPolicy", "nodeSelector",
+		"serviceAccountName", "serviceAccount", "automountServiceAccountToken", "nodeName", "hostNetwork",
+		"hostPID", "hostIPC", "shareProcessNamespace", "securityContext", "imagePullSecrets", "hostname",
+		"subdomain", "affinity", "schedulerName", "tolerations", "hostAliases", "priorityClassName", "priority").
+		with("containers", list(ordContainer)).with("initContainers", list(ordContainer))
+	ordTemplate = o("metadata", "spec").with("metadata", ordMeta).with("spec", ordPodSpec)
+	ordSelector = o("matchLabels", "matchExpressions")
+	ordEvent    = o("involvedObject", "reason", "message", "source", "firstTimestamp", "lastTimestamp", "count",
+		"type", "eventTime", "series", "action", "related", "reportingComponent", "reportingInstance").
+		with("involvedObject", o("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath"))
+	ordEventsV1 = o("eventTime", "series", "reportingController", "reportingInstance", "action", "reason",
+		"regarding", "related", "note", "type", "deprecatedSource", "deprecatedFirstTimestamp",
+		"deprecatedLastTimestamp", "deprecatedCount").
+		with("regarding", o("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath"))
+	kindOrders = map[string]*ord{
+		"Secret":         o("immutable", "data", "stringData", "type"),
+		"ConfigMap":      o("immutable", "data", "binaryData"),
+		"ServiceAccount": o("secrets", "imagePullSecrets", "automountServiceAccountToken"),
+		"Namespace":      o().with("spec", o("finalizers")).with("status", o("phase", "conditions")),
+		"Lease": o().with("spec", o("holderIdentity", "leaseDurationSeconds", "acquireTime", "renewTime",
+			"leaseTransitions", "strategy", "preferredHolder")),
+		"TokenRequest": o().with("spec", o("audiences", "expirationSeconds", "boundObjectRef")).
+			with("status", o("token", "expirationTimestamp")),
+		"Deployment": o().with("spec", o("replicas", "selector", "template", "strategy", "minReadySeconds",
+			"revisionHistoryLimit", "paused", "progressDeadlineSeconds").
+			with("selector", ordSelector).with("template", ordTemplate).
+			with("strategy", o("type", "rollingUpdate").with("rollingUpdate", o("maxUnavailable", "maxSurge")))).
+			with("status", o("observedGeneration", "replicas", "updatedReplicas", "readyReplicas",
+				"availableReplicas", "unavailableReplicas", "terminatingReplicas", "conditions", "collisionCount")),
+		"StatefulSet": o().with("spec", o("replicas", "selector", "template", "volumeClaimTemplates", "serviceName",
+			"podManagementPolicy", "updateStrategy", "revisionHistoryLimit", "minReadySeconds",
+			"persistentVolumeClaimRetentionPolicy", "ordinals").
+			with("selector", ordSelector).with("template", ordTemplate).
+			with("updateStrategy", o("type", "rollingUpdate").with("rollingUpdate", o("partition", "maxUnavailable"))).
+			with("persistentVolumeClaimRetentionPolicy", o("whenDeleted", "whenScaled"))).
+			with("status", o("observedGeneration", "replicas", "readyReplicas", "currentReplicas", "updatedReplicas",
+				"currentRevision", "updateRevision", "collisionCount", "conditions", "availableReplicas")),
+		"Table": o("columnDefinitions", "rows").
+			with("columnDefinitions", list(o("name", "type", "format", "description", "priority"))).
+			with("rows", list(o("cells", "object").with("object", ordByKind))),
+		"APIResourceList": o("groupVersion", "resources").with("resources", list(o("name", "singularName",
+			"namespaced", "group", "version", "kind", "verbs", "shortNames", "categories", "storageVersionHash"))),
+		"APIGroupList": o("groups").with("groups", list(o("name", "versions", "preferredVersion").
+			with("versions", list(o("groupVersion", "version"))).with("preferredVersion", o("groupVersion", "version")))),
+		"APIVersions": o("versions", "serverAddressByClientCIDRs").
+			with("serverAddressByClientCIDRs", list(o("clientCIDR", "serverAddress"))),
+	}
+	ordEventLine = o("type", "object").with("object", ordByKind)
+)
+
+// objectOrd is the order for a whole object (or list) of the given kind.
+func objectOrd(m Obj) *ord {
+	kind, _ := m["kind"].(string)
+	if kind == "Status" {
+		return ordStatus
+	}
+	base := &ord{rank: ranks("kind", "apiVersion", "metadata"), tail: ranks("spec", "status"),
+		kids: map[string]*ord{"metadata": ordMeta}}
+	var ko *ord
+	switch {
+	case kind == "Event" && m["apiVersion"] == "events.k8s.io/v1":
+		ko = ordEventsV1
+	case kind == "Event":
+		ko = ordEvent
+	case strings.HasSuffix(kind, "List") && kindOrders[kind] == nil:
+		base.kids["items"] = list(ordByKind)
+		if ik := kindOrders[strings.TrimSuffix(kind, "List")]; ik != nil {
+			base.kids["items"] = list(merged(strings.TrimSuffix(kind, "List")))
+		}
+		return base
+	default:
+		ko = kindOrders[kind]
+	}
+	if ko != nil {
+		for k, r := range ko.rank {
+			base.rank[k] = 3 + r
+		}
+		for k, c := range ko.kids {
+			base.kids[k] = c
+		}
+	}
+	return base
+}
+
+func merged(kind string) *ord { return objectOrd(Obj{"kind": kind}) }
 
 func encodeJSON(v any) []byte {
 	var b bytes.Buffer
-	enc(&b, v, true)
+	var top *ord
+	if m, ok := v.(Obj); ok {
+		if m["type"] != nil && m["object"] != nil && len(m) == 2 {
+			top = ordEventLine
+		} else {
+			top = ordByKind
+		}
+	}
+	enc(&b, v, top)
 	b.WriteByte('\n')
 	return b.Bytes()
 }
 
-func enc(b *bytes.Buffer, v any, top bool) {
+func enc(b *bytes.Buffer, v any, od *ord) {
 	switch t := v.(type) {
 	case Obj:
-		var order map[string]int
-		useTail := false
-		if top {
-			switch {
-			case t["kind"] == "Status":
-				order = statusOrder
-			case t["type"] != nil && t["object"] != nil && len(t) == 2:
-				order = eventOrder
-			default:
-				order = topOrder
-				useTail = true
-			}
+		if od != nil && od.byKind {
+			od = objectOrd(t)
 		}
 		keys := make([]string, 0, len(t))
 		for k := range t {
 			keys = append(keys, k)
 		}
 		rank := func(k string) int {
-			if order != nil {
-				if r, ok := order[k]; ok {
+			if od != nil {
+				if r, ok := od.rank[k]; ok {
 					return r
 				}
-				if useTail {
-					if r, ok := tailOrder[k]; ok {
-						return r
-					}
+				if r, ok := od.tail[k]; ok {
+					return 1000 + r
 				}
 			}
 			return 500
@@ -233,34 +352,24 @@ func enc(b *bytes.Buffer, v any, top bool) {
 			kb, _ := json.Marshal(k)
 			b.Write(kb)
 			b.WriteByte(':')
-			switch {
-			case order != nil && k == "metadata":
-				encMeta(b, t[k])
-			case order != nil && (k == "object" || k == "items"):
-				if l, ok := t[k].([]any); ok {
-					b.WriteByte('[')
-					for i, x := range l {
-						if i > 0 {
-							b.WriteByte(',')
-						}
-						enc(b, x, true)
-					}
-					b.WriteByte(']')
-				} else {
-					enc(b, t[k], true)
-				}
-			default:
-				enc(b, t[k], false)
+			var child *ord
+			if od != nil && od.kids != nil {
+				child = od.kids[k]
 			}
+			enc(b, t[k], child)
 		}
 		b.WriteByte('}')
 	case []any:
+		var item *ord
+		if od != nil {
+			item = od.items
+		}
 		b.WriteByte('[')
 		for i, x := range t {
 			if i > 0 {
 				b.WriteByte(',')
 			}
-			enc(b, x, false)
+			enc(b, x, item)
 		}
 		b.WriteByte(']')
 	default:
@@ -270,43 +379,6 @@ func enc(b *bytes.Buffer, v any, top bool) {
 		}
 		b.Write(jb)
 	}
-}
-
-func encMeta(b *bytes.Buffer, v any) {
-	m, ok := v.(Obj)
-	if !ok {
-		enc(b, v, false)
-		return
-	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool {
-		ri, ok := metaOrder[keys[i]]
-		if !ok {
-			ri = 100
-		}
-		rj, ok := metaOrder[keys[j]]
-		if !ok {
-			rj = 100
-		}
-		if ri != rj {
-			return ri < rj
-		}
-		return keys[i] < keys[j]
-	})
-	b.WriteByte('{')
-	for i, k := range keys {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		kb, _ := json.Marshal(k)
-		b.Write(kb)
-		b.WriteByte(':')
-		enc(b, m[k], false)
-	}
-	b.WriteByte('}')
 }
 
 func writeJSON(w http.ResponseWriter, r *http.Request, code int, v any) {

@@ -7,6 +7,7 @@
 //	           [--issuer https://kube.test] [--history N] [--kubeconfig-out PATH]
 //	           [--bookmark-interval 60s] [--min-request-timeout 1800s]
 //	           [--namespaces a,b] [--lenient-sa-tokens] [--server-version v1.37.2]
+//	           [--api-audiences a,b] [--anonymous-auth]
 //
 // It serves HTTPS with DIR/server.crt and writes {"url":"https://127.0.0.1:P"}
 // to F once listening, and an admin kubeconfig (client certificate DIR/admin.crt)
@@ -16,7 +17,8 @@
 // --token-auth-file CSV: token,user,uid,"group1,group2"), client certificates
 // signed by DIR/ca.crt (CN=user, O=groups), and service account tokens it
 // issued itself through TokenRequest (RS256 by DIR/sa.key). No (valid)
-// credentials: 401, as kube-apiserver with --anonymous-auth=false.
+// credentials: 401, as kube-apiserver with --anonymous-auth=false (with
+// --anonymous-auth: system:anonymous, 403 outside the public paths).
 // Authorization: every authenticated user may do everything (no RBAC); a 403
 // comes only from a fault switch, worded like the RBAC denial.
 //
@@ -58,6 +60,8 @@ type Config struct {
 	MinRequestTimeout time.Duration
 	Namespaces        []string
 	LenientSATokens   bool
+	APIAudiences      []string // default: the issuer
+	AnonymousAuth     bool     // as kube-apiserver --anonymous-auth=true with default RBAC
 	ServerVersion     string
 	Log               *log.Logger
 }
@@ -102,6 +106,12 @@ func Start(cfg Config) (*Instance, error) {
 		sv.minTimeout = cfg.MinRequestTimeout
 	}
 	sv.lenientSA = cfg.LenientSATokens
+	sv.anonymous = cfg.AnonymousAuth
+	for _, a := range cfg.APIAudiences {
+		if a = strings.TrimSpace(a); a != "" {
+			sv.audiences = append(sv.audiences, a)
+		}
+	}
 	for _, ns := range cfg.Namespaces {
 		if ns = strings.TrimSpace(ns); ns != "" {
 			sv.ensureNamespace(ns)
@@ -228,11 +238,16 @@ func Main(args []string) error {
 	nss := fs.String("namespaces", "", "comma-separated namespaces to create at start")
 	fs.BoolVar(&cfg.LenientSATokens, "lenient-sa-tokens", false, "accept SA tokens signed by sa.key even when the ServiceAccount does not exist")
 	fs.StringVar(&cfg.ServerVersion, "server-version", "v1.37.2", "version reported at /version")
+	auds := fs.String("api-audiences", "", "comma-separated API audiences (default: the issuer)")
+	fs.BoolVar(&cfg.AnonymousAuth, "anonymous-auth", false, "treat requests without credentials as system:anonymous (403 except /version, /healthz, /livez, /readyz, OIDC discovery) instead of 401")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *nss != "" {
 		cfg.Namespaces = strings.Split(*nss, ",")
+	}
+	if *auds != "" {
+		cfg.APIAudiences = strings.Split(*auds, ",")
 	}
 	inst, err := Start(cfg)
 	if err != nil {

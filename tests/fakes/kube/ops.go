@@ -16,11 +16,22 @@ func decodeIncoming(r *resInfo, body []byte) (Obj, *apiError) {
 	if err != nil {
 		return nil, errBadRequest(fmt.Sprintf("the object provided is unrecognized (must be of type %s): %v (%s)", r.kind, err, summarize(body)))
 	}
-	if av, ok := o["apiVersion"].(string); ok && av != "" && av != r.apiVersion() {
-		return nil, errBadRequest(fmt.Sprintf("the API version in the data (%s) does not match the expected API version (%s)", av, r.apiVersion()))
+	av, _ := o["apiVersion"].(string)
+	k, _ := o["kind"].(string)
+	if av == "" {
+		av = r.apiVersion()
 	}
-	if k, ok := o["kind"].(string); ok && k != "" && k != r.kind {
-		return nil, errBadRequest(fmt.Sprintf("%s in version %q cannot be handled as a %s: no kind %q is registered for version %q", k, r.version, r.kind, k, r.apiVersion()))
+	if k == "" {
+		k = r.kind
+	}
+	ver := av[strings.LastIndex(av, "/")+1:]
+	switch {
+	case av != r.apiVersion():
+		return nil, errBadRequest(fmt.Sprintf("%s in version %q cannot be handled as a %s: no kind %q is registered for version %q in scheme \"pkg/runtime/scheme.go:111\"", k, ver, r.kind, k, av))
+	case k != r.kind && knownKind(av, k):
+		return nil, errBadRequest(fmt.Sprintf("%s in version %q cannot be handled as a %s: converting (%s.%s) to (%s.%s): unknown conversion", k, ver, r.kind, ver, k, internalPkg(r.group), r.kind))
+	case k != r.kind:
+		return nil, errBadRequest(fmt.Sprintf("%s in version %q cannot be handled as a %s: no kind %q is registered for version %q in scheme \"pkg/runtime/scheme.go:111\"", k, ver, r.kind, k, av))
 	}
 	if r.toStorage != nil {
 		o = r.toStorage(o)
@@ -105,6 +116,9 @@ func (sv *Server) validate(r *resInfo, o, old Obj) *apiError {
 		errs = append(errs, r.validate(r, o, old)...)
 	}
 	if len(errs) > 0 {
+		if r.errKind != "" {
+			return errInvalid("", r.errKind, name, errs)
+		}
 		return errInvalid(r.group, r.kind, name, errs)
 	}
 	return nil
@@ -200,7 +214,7 @@ func (sv *Server) applyUpdate(r *resInfo, key string, cur, o Obj, opt updateOpts
 		return nil, errConflict(r.group, r.resource, name, optimisticLockMsg)
 	}
 	if uid, _ := m["uid"].(string); uid != "" && uid != cm["uid"] {
-		return nil, errConflict(r.group, r.resource, name, fmt.Sprintf("Precondition failed: UID in precondition: %v, UID in object meta: %v", uid, cm["uid"]))
+		return nil, errConflict(r.group, r.resource, name, fmt.Sprintf("StorageError: invalid object, Code: 4, Key: /registry/%s/%s, ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: UID in precondition: %v, UID in object meta: %v", storagePrefix(r), key, uid, cm["uid"]))
 	}
 	if opt.subresource == "status" {
 		st := o["status"]
@@ -245,6 +259,7 @@ func (sv *Server) applyUpdate(r *resInfo, key string, cur, o Obj, opt updateOpts
 		ensureMap(m, "labels")["kubernetes.io/metadata.name"] = name
 		if opt.subresource == "" {
 			o["status"] = cur["status"]
+			o["spec"] = cur["spec"] // spec.finalizers change only through /finalize
 		}
 	}
 	if e := sv.validate(r, o, cur); e != nil {
@@ -302,11 +317,12 @@ func (sv *Server) delete(r *resInfo, ns, name string, opt deleteOpts) (remaining
 		return nil, nil, errNotFound(r.group, r.resource, name)
 	}
 	cm := getMap(cur, "metadata")
+	// the registry's delete preconditions name the kind, not the resource
 	if opt.uid != "" && opt.uid != cm["uid"] {
-		return nil, nil, errConflict(r.group, r.resource, name, fmt.Sprintf("Precondition failed: UID in precondition: %v, UID in object meta: %v", opt.uid, cm["uid"]))
+		return nil, nil, errConflictKind(r, name, fmt.Sprintf("the UID in the precondition (%s) does not match the UID in record (%v). The object might have been deleted and then recreated", opt.uid, cm["uid"]))
 	}
 	if opt.rv != "" && opt.rv != cm["resourceVersion"] {
-		return nil, nil, errConflict(r.group, r.resource, name, fmt.Sprintf("Precondition failed: ResourceVersion in precondition: %v, ResourceVersion in object meta: %v", opt.rv, cm["resourceVersion"]))
+		return nil, nil, errConflictKind(r, name, fmt.Sprintf("the ResourceVersion in the precondition (%s) does not match the ResourceVersion in record (%v). The object might have been modified", opt.rv, cm["resourceVersion"]))
 	}
 	if r.resource == "namespaces" && r.group == "" {
 		return sv.deleteNamespace(r, name, cur)
@@ -360,4 +376,38 @@ func foldStringData(o Obj) {
 		}
 	}
 	delete(o, "stringData")
+}
+
+func storagePrefix(r *resInfo) string {
+	if r.group == "" || r.group == "apps" || r.group == "coordination.k8s.io" {
+		return r.resource
+	}
+	return r.storageKey()
+}
+
+// errConflictKind is NewConflict with the kind as the resource, as the
+// registry's delete preconditions build it.
+func errConflictKind(r *resInfo, name, why string) *apiError {
+	qk := r.kind
+	if r.group != "" {
+		qk += "." + r.group
+	}
+	d := grDetails(r.group, r.kind, name)
+	return &apiError{code: 409, reason: "Conflict", details: d,
+		message: fmt.Sprintf("Operation cannot be fulfilled on %s %q: %s", qk, name, why)}
+}
+
+var knownKinds = map[string][]string{
+	"v1":      {"Secret", "ConfigMap", "Namespace", "ServiceAccount", "Event", "Pod", "Service", "Node", "Endpoints", "PersistentVolumeClaim"},
+	"apps/v1": {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"},
+}
+
+func knownKind(apiVersion, kind string) bool { return contains(knownKinds[apiVersion], kind) }
+
+// internalPkg is the Go package of the internal type ("core" for the core group).
+func internalPkg(group string) string {
+	if group == "" {
+		return "core"
+	}
+	return strings.Split(group, ".")[0]
 }

@@ -342,11 +342,11 @@ func jpMutate(doc any, path []string, op string, val any) (any, error) {
 func jsonPatch(doc Obj, body []byte) (Obj, *apiError) {
 	v, err := decodeJSON(body)
 	if err != nil {
-		return nil, errBadRequest(err.Error())
+		return nil, errBadRequest("invalid JSON patch")
 	}
 	ops, ok := v.([]any)
 	if !ok {
-		return nil, errBadRequest("json: cannot unmarshal object into Go value of type jsonpatch.Patch")
+		return nil, errBadRequest(fmt.Sprintf("error decoding patch: json: cannot unmarshal %s into Go value of type []handlers.jsonPatchOp", jsonKind(v)))
 	}
 	if len(ops) > 10000 {
 		return nil, &apiError{code: 413, reason: "RequestEntityTooLarge",

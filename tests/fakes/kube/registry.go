@@ -2,6 +2,7 @@ package kube
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"strings"
@@ -32,6 +33,9 @@ type resInfo struct {
 	toExternal    func(o Obj) Obj // storage form -> this API's form
 	toStorage     func(o Obj) Obj
 	columns       []column
+	// errKind: the kind named in Invalid errors when it is not group+kind
+	// (events are validated as the internal core Event).
+	errKind string
 }
 
 type column struct {
@@ -227,12 +231,9 @@ func validateWorkload(r *resInfo, o, old Obj) []fieldErr {
 	tl := objLabels(getMap(o, "spec", "template"))
 	for k, v := range ml {
 		if s, _ := v.(string); tl[k] != s {
-			lbls := []string{}
-			for _, kk := range sortedKeys(tl) {
-				lbls = append(lbls, fmt.Sprintf("%q:%q", kk, tl[kk]))
-			}
+			lb, _ := json.Marshal(tl)
 			errs = append(errs, fieldErr{"FieldValueInvalid", "spec.template.metadata.labels",
-				fmt.Sprintf("Invalid value: map[string]string{%s}: `selector` does not match template `labels`", strings.Join(lbls, ", "))})
+				fmt.Sprintf("Invalid value: %s: `selector` does not match template `labels`", lb)})
 			break
 		}
 	}
@@ -360,20 +361,49 @@ func eventFields(o Obj) map[string]string {
 	return f
 }
 
-func validateEventsV1(r *resInfo, o, old Obj) []fieldErr {
+// validateEvent is the real legacyValidateEvent plus, for events.k8s.io,
+// the strict creation checks. o is in storage (core) form.
+func validateEvent(o Obj, strict bool) []fieldErr {
 	var errs []fieldErr
-	// o is in storage (core) form here.
-	if getPath(o, "eventTime") == nil {
-		errs = append(errs, fieldRequired("eventTime", ""))
+	ctrlField := "reportingComponent"
+	if strict {
+		ctrlField = "reportingController"
+	}
+	ns := getStr(o, "metadata", "namespace")
+	ions := getStr(o, "involvedObject", "namespace")
+	hasTime := getPath(o, "eventTime") != nil
+	if !hasTime {
+		if ions == "" {
+			if ns != "" && ns != "default" {
+				errs = append(errs, fieldInvalid("involvedObject.namespace", ions, "does not match event.namespace"))
+			}
+		} else if ns != ions {
+			errs = append(errs, fieldInvalid("involvedObject.namespace", ions, "does not match event.namespace"))
+		}
+	} else {
+		if ions == "" && ns != "default" && ns != "kube-system" {
+			errs = append(errs, fieldInvalid("involvedObject.namespace", ions, "does not match event.namespace"))
+		}
+		rc := getStr(o, "reportingComponent")
+		if rc == "" {
+			errs = append(errs, fieldRequired(ctrlField, ""))
+			errs = append(errs, fieldInvalid(ctrlField, "", "name part must be non-empty"))
+			errs = append(errs, fieldInvalid(ctrlField, "", "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"))
+		} else if err := validLabelKey(rc); err != nil {
+			errs = append(errs, fieldInvalid(ctrlField, rc, "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"))
+		}
+		if getStr(o, "reportingInstance") == "" {
+			errs = append(errs, fieldRequired("reportingInstance", ""))
+		}
+	}
+	if !strict {
+		return errs
+	}
+	if !hasTime {
+		return append(errs, fieldRequired("eventTime", ""))
 	}
 	if t := getStr(o, "type"); t != "Normal" && t != "Warning" {
-		errs = append(errs, fieldNotSupported("type", t, []string{"Normal", "Warning"}))
-	}
-	if getStr(o, "reportingComponent") == "" {
-		errs = append(errs, fieldRequired("reportingController", ""))
-	}
-	if getStr(o, "reportingInstance") == "" {
-		errs = append(errs, fieldRequired("reportingInstance", ""))
+		errs = append(errs, fieldInvalid("type", "", "has invalid value: "+t))
 	}
 	if getStr(o, "action") == "" {
 		errs = append(errs, fieldRequired("action", ""))
@@ -387,14 +417,25 @@ func validateEventsV1(r *resInfo, o, old Obj) []fieldErr {
 	return errs
 }
 
-func validateCoreEvent(r *resInfo, o, old Obj) []fieldErr {
-	var errs []fieldErr
-	ns := getStr(o, "metadata", "namespace")
-	ions := getStr(o, "involvedObject", "namespace")
-	if ions != "" && ions != ns {
-		errs = append(errs, fieldInvalid("involvedObject.namespace", ions, "does not match event.namespace"))
+func validateEventsV1(r *resInfo, o, old Obj) []fieldErr {
+	if old != nil {
+		return nil
 	}
-	return errs
+	return validateEvent(o, true)
+}
+
+func validateCoreEvent(r *resInfo, o, old Obj) []fieldErr { return validateEvent(o, false) }
+
+// defaultCoreEvent gives a stored Event the zero fields the typed object
+// serializes (source, timestamps, reporting fields).
+func defaultCoreEvent(o Obj) {
+	setDefault(o, "involvedObject", Obj{})
+	setDefault(o, "source", Obj{})
+	setDefault(o, "firstTimestamp", nil)
+	setDefault(o, "lastTimestamp", nil)
+	setDefault(o, "eventTime", nil)
+	setDefault(o, "reportingComponent", "")
+	setDefault(o, "reportingInstance", "")
 }
 
 // ---- table columns (server-side printing), as the real printers define them.
@@ -548,7 +589,7 @@ func builtinResources() []*resInfo {
 			shortNames: []string{"ev"}, verbs: allVerbs,
 			fieldLabels: []string{"involvedObject.kind", "involvedObject.namespace", "involvedObject.name", "involvedObject.uid",
 				"involvedObject.apiVersion", "involvedObject.resourceVersion", "involvedObject.fieldPath", "reason", "reportingComponent", "source", "type"},
-			extraFields: eventFields, validate: validateCoreEvent,
+			extraFields: eventFields, validate: validateCoreEvent, defaults: defaultCoreEvent, errKind: "Event",
 			columns: []column{
 				col("Last Seen", "", func(o Obj, now time.Time) any {
 					ts := getStr(o, "lastTimestamp")
@@ -571,7 +612,7 @@ func builtinResources() []*resInfo {
 			shortNames: []string{"ev"}, verbs: allVerbs, storage: "events",
 			fieldLabels: []string{"involvedObject.kind", "involvedObject.namespace", "involvedObject.name", "involvedObject.uid",
 				"involvedObject.apiVersion", "involvedObject.resourceVersion", "involvedObject.fieldPath", "reason", "reportingComponent", "source", "type"},
-			extraFields: eventFields, validate: validateEventsV1,
+			extraFields: eventFields, validate: validateEventsV1, defaults: defaultCoreEvent, errKind: "Event",
 			toExternal: func(o Obj) Obj { return renameKeys(o, 1) },
 			toStorage:  func(o Obj) Obj { return renameKeys(o, 0) },
 			columns: []column{

@@ -9,6 +9,7 @@ import (
 	"math/rand"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,6 +27,8 @@ type Server struct {
 	caPool     *x509.CertPool
 	saKey      *rsa.PrivateKey
 	issuer     string
+	audiences  []string
+	anonymous  bool
 	lenientSA  bool
 	minTimeout time.Duration
 	shutdown   chan struct{}
@@ -235,6 +238,14 @@ func (sv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	sv.ctl.record(rec)
 	w = &statusWriter{ResponseWriter: w, onCode: func(c int) { sv.ctl.setCode(rec, c) }}
+	if u == nil && sv.anonymous && r.Header.Get("Authorization") == "" {
+		u = &userInfo{Name: "system:anonymous", Groups: []string{"system:unauthenticated"}, Via: "anonymous"}
+		rec.User = u.Name
+		if !anonymousAllowed(r.URL.Path) {
+			writeError(w, r, errForbidden(ri, u.Name))
+			return
+		}
+	}
 	if u == nil {
 		writeError(w, r, errUnauthorized())
 		return
@@ -279,11 +290,11 @@ func (sv *Server) dispatch(w http.ResponseWriter, r *http.Request, ri *reqInfo, 
 	case p == "/version" || p == "/version/":
 		minor := strings.Split(sv.version, ".")[1]
 		mc, _ := strconv.Atoi(minor)
-		writeJSON(w, r, 200, Obj{"major": "1", "minor": minor,
-			"emulationMajor": "1", "emulationMinor": minor, "minCompatibilityMajor": "1", "minCompatibilityMinor": strconv.Itoa(mc - 1),
-			"gitVersion": sv.version, "gitCommit": "0000000000000000000000000000000000000000",
-			"gitTreeState": "clean", "buildDate": "2025-01-01T00:00:00Z", "goVersion": "go1.24.0",
-			"compiler": "gc", "platform": "linux/amd64"})
+		writeRawJSON(w, 200, []kv{{"major", "1"}, {"minor", minor},
+			{"emulationMajor", "1"}, {"emulationMinor", minor}, {"minCompatibilityMajor", "1"}, {"minCompatibilityMinor", strconv.Itoa(mc - 1)},
+			{"gitVersion", sv.version}, {"gitCommit", "0000000000000000000000000000000000000000"},
+			{"gitTreeState", "clean"}, {"buildDate", "2025-01-01T00:00:00Z"}, {"goVersion", runtime.Version()},
+			{"compiler", "gc"}, {"platform", runtime.GOOS + "/" + runtime.GOARCH}})
 		return
 	case p == "/healthz" || p == "/livez" || p == "/readyz":
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -295,10 +306,21 @@ func (sv *Server) dispatch(w http.ResponseWriter, r *http.Request, ri *reqInfo, 
 		sv.serveDiscovery(w, r)
 		return
 	}
+	if sv.serveOIDC(w, r) {
+		return
+	}
 	if strings.HasPrefix(p, "/openapi/") && sv.serveOpenAPI(w, r) {
 		return
 	}
-	if !ri.isResource || ri.info == nil {
+	if !ri.isResource {
+		http.NotFound(w, r)
+		return
+	}
+	if ri.info == nil {
+		if ri.version == "v1" && (ri.group == "" || contains(sv.groups(), ri.group)) {
+			writeError(w, r, errNotFoundGeneric())
+			return
+		}
 		http.NotFound(w, r)
 		return
 	}
@@ -312,7 +334,7 @@ func (sv *Server) dispatch(w http.ResponseWriter, r *http.Request, ri *reqInfo, 
 		ri.namespace = ""
 	}
 	if ri.subresource != "" && !contains(info.subresources, ri.subresource) {
-		http.NotFound(w, r)
+		writeError(w, r, errNotFoundGeneric())
 		return
 	}
 	q := r.URL.Query()
@@ -323,7 +345,7 @@ func (sv *Server) dispatch(w http.ResponseWriter, r *http.Request, ri *reqInfo, 
 	switch ri.verb {
 	case "get":
 		if ri.subresource == "token" {
-			writeError(w, r, errMethodNotSupported("authentication.k8s.io", "tokenrequests", "get"))
+			writeError(w, r, errMethodNotAllowed())
 			return
 		}
 		sv.serveGet(w, r, ri)
@@ -342,7 +364,7 @@ func (sv *Server) dispatch(w http.ResponseWriter, r *http.Request, ri *reqInfo, 
 			return
 		}
 		if ri.name != "" {
-			writeError(w, r, errMethodNotSupported(info.group, info.resource, "create"))
+			writeError(w, r, errMethodNotAllowed())
 			return
 		}
 		if e := checkBodyType(r); e != nil {
@@ -362,7 +384,7 @@ func (sv *Server) dispatch(w http.ResponseWriter, r *http.Request, ri *reqInfo, 
 		sv.writeObject(w, r, 201, info, out)
 	case "update":
 		if ri.name == "" || ri.subresource == "token" {
-			writeError(w, r, errMethodNotSupported(info.group, info.resource, "update"))
+			writeError(w, r, errMethodNotAllowed())
 			return
 		}
 		if e := checkBodyType(r); e != nil {
@@ -381,8 +403,8 @@ func (sv *Server) dispatch(w http.ResponseWriter, r *http.Request, ri *reqInfo, 
 		}
 		sv.writeObject(w, r, 200, info, out)
 	case "patch":
-		if ri.subresource == "token" {
-			writeError(w, r, errMethodNotSupported(info.group, info.resource, "patch"))
+		if ri.subresource == "token" || ri.name == "" {
+			writeError(w, r, errMethodNotAllowed())
 			return
 		}
 		sv.servePatch(w, r, ri, body)
@@ -391,7 +413,7 @@ func (sv *Server) dispatch(w http.ResponseWriter, r *http.Request, ri *reqInfo, 
 	case "deletecollection":
 		sv.serveDeleteCollection(w, r, ri)
 	default:
-		writeError(w, r, errMethodNotSupported(info.group, info.resource, ri.verb))
+		writeError(w, r, errMethodNotAllowed())
 	}
 }
 
@@ -417,7 +439,7 @@ func checkBodyType(r *http.Request) *apiError {
 		return nil
 	}
 	return &apiError{code: 415, reason: "UnsupportedMediaType",
-		message: "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf, application/cbor"}
+		message: "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf"}
 }
 
 // ---- output negotiation
@@ -460,8 +482,8 @@ func negotiate(r *http.Request) (outMode, *apiError) {
 			}
 		}
 	}
-	return outMode{}, &apiError{code: 406, reason: "NotAcceptable",
-		message: "only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf, application/cbor"}
+	return outMode{}, &apiError{code: 406, reason: "NotAcceptable", details: Obj{}, pretty: true,
+		message: "406: Not Acceptable\n\nAvailable representations: application/json, application/yaml, application/vnd.kubernetes.protobuf"}
 }
 
 func (sv *Server) writeObject(w http.ResponseWriter, r *http.Request, code int, info *resInfo, o Obj) {
@@ -836,8 +858,8 @@ func (sv *Server) servePatch(w http.ResponseWriter, r *http.Request, ri *reqInfo
 	}
 	ct = strings.TrimSpace(ct)
 	if !contains(patchTypes, ct) {
-		writeError(w, r, &apiError{code: 415, reason: "UnsupportedMediaType",
-			message: "the body of the request was in an unknown format - accepted media types include: " + strings.Join(patchTypes, ", ")})
+		// go-restful's answer: the PATCH route consumes only the patch types
+		writeError(w, r, &apiError{code: 415, reason: "UnsupportedMediaType", details: Obj{}, message: "415: Unsupported Media Type"})
 		return
 	}
 	q := r.URL.Query()
@@ -873,12 +895,12 @@ func (sv *Server) servePatch(w http.ResponseWriter, r *http.Request, ri *reqInfo
 			writeError(w, r, errBadRequest("error decoding YAML: "+err.Error()+" (only the JSON form of YAML is accepted by this fake)"))
 			return
 		}
-		if getStr(cfg, "apiVersion") == "" || getStr(cfg, "kind") == "" {
-			writeError(w, r, errBadRequest(fmt.Sprintf("Object 'Kind' is missing in '%s'", strings.TrimSpace(string(body)))))
-			return
-		}
-		if getStr(cfg, "apiVersion") != info.apiVersion() || getStr(cfg, "kind") != info.kind {
-			writeError(w, r, errBadRequest(fmt.Sprintf("the API version in the data (%s) does not match the expected API version (%s)", getStr(cfg, "apiVersion"), info.apiVersion())))
+		if av, k := getStr(cfg, "apiVersion"), getStr(cfg, "kind"); av != info.apiVersion() || k != info.kind {
+			g, v := "", av
+			if i := strings.LastIndex(av, "/"); i >= 0 {
+				g, v = av[:i], av[i+1:]
+			}
+			writeError(w, r, errBadRequest(fmt.Sprintf("invalid object type: %s/%s, Kind=%s", g, v, k)))
 			return
 		}
 		if n := getStr(cfg, "metadata", "name"); n != "" && n != ri.name {
@@ -971,11 +993,15 @@ func (sv *Server) servePatch(w http.ResponseWriter, r *http.Request, ri *reqInfo
 		case ctMergePatch, ctSMP:
 			pv, err := decodeJSON(body)
 			if err != nil {
-				e = errBadRequest("error decoding patch: " + err.Error())
+				e = errBadRequest("invalid JSON patch")
 				break
 			}
 			if _, ok := pv.(Obj); !ok {
-				e = errBadRequest("Invalid JSON Patch")
+				msg := fmt.Sprintf("json: cannot unmarshal %s into Go value of type map[string]interface {}", jsonKind(pv))
+				if ct == ctMergePatch {
+					msg = "error decoding patch: " + msg
+				}
+				e = errBadRequest(msg)
 				break
 			}
 			if ct == ctMergePatch {
@@ -1080,7 +1106,7 @@ func (sv *Server) serveDelete(w http.ResponseWriter, r *http.Request, ri *reqInf
 func (sv *Server) serveDeleteCollection(w http.ResponseWriter, r *http.Request, ri *reqInfo) {
 	info := ri.info
 	if info.resource == "namespaces" && info.group == "" {
-		writeError(w, r, errMethodNotSupported("", "namespaces", "deletecollection"))
+		writeError(w, r, errMethodNotAllowed())
 		return
 	}
 	q := r.URL.Query()

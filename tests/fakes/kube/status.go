@@ -1,6 +1,8 @@
 package kube
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -20,6 +22,19 @@ type apiError struct {
 	// cont: a continue token to put in the Status' metadata (inconsistent
 	// continue after compaction).
 	cont string
+	// pretty: indented JSON (go-restful's own 406 answer is indented)
+	pretty bool
+}
+
+// errNotFoundGeneric is the real answer for an unknown resource in a served
+// group version.
+func errNotFoundGeneric() *apiError {
+	return &apiError{code: 404, reason: "NotFound", details: Obj{}, message: "the server could not find the requested resource"}
+}
+
+// errMethodNotAllowed is go-restful's answer for a method a route lacks.
+func errMethodNotAllowed() *apiError {
+	return &apiError{code: 405, reason: "MethodNotAllowed", details: Obj{}, message: "the server does not allow this method on the requested resource"}
 }
 
 func (e *apiError) Error() string { return e.message }
@@ -245,5 +260,39 @@ func writeError(w http.ResponseWriter, r *http.Request, e *apiError) {
 		fmt.Fprintln(w, e.message)
 		return
 	}
+	if e.pretty {
+		var out bytes.Buffer
+		json.Indent(&out, bytes.TrimSpace(encodeJSON(statusObj(e))), "", "  ")
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(e.code)
+		w.Write(out.Bytes())
+		return
+	}
 	writeJSON(w, r, e.code, statusObj(e))
+}
+
+type kv struct {
+	k string
+	v any
+}
+
+// writeRawJSON is responsewriters.WriteRawJSON: indented, no newline.
+func writeRawJSON(w http.ResponseWriter, code int, fields []kv) {
+	var b bytes.Buffer
+	b.WriteString("{")
+	for i, f := range fields {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		kb, _ := json.Marshal(f.k)
+		vb, _ := json.Marshal(f.v)
+		b.WriteString("\n  ")
+		b.Write(kb)
+		b.WriteString(": ")
+		b.Write(vb)
+	}
+	b.WriteString("\n}")
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	w.Write(b.Bytes())
 }

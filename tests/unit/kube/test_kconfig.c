@@ -61,17 +61,17 @@ static void tmp_free(char *dir)
     free(dir);
 }
 
-/* Writes dir/name (creating one level of subdirectory) and returns its path. */
+/* Writes dir/name (creating its directories) and returns its path. */
 static char *put(const char *dir, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static char *put(const char *dir, const char *name, const char *fmt, ...)
 {
     struct buf path = BUF_INIT(PATH_MAX), body = BUF_INIT(4u << 20);
-    const char *slash = strchr(name, '/');
+    const char *slash;
     va_list ap;
     FILE *f;
 
-    if (slash) {
+    for (slash = strchr(name, '/'); slash; slash = strchr(slash + 1, '/')) {
         buf_addf(&path, "%s/%.*s", dir, (int)(slash - name), name);
         mkdir(buf_str(&path), 0755);
         buf_reset(&path);
@@ -148,6 +148,13 @@ static char *bearer(struct kube_config *cfg)
     do {                                                                               \
         char *t_got_ = bearer(cfg);                                                    \
         T_EQ_STR(t_got_, want);                                                        \
+        free(t_got_);                                                                  \
+    } while (0)
+
+#define T_NO_BEARER(cfg)                                                               \
+    do {                                                                               \
+        char *t_got_ = bearer(cfg);                                                    \
+        T_CHECK(t_got_ == NULL);                                                       \
         free(t_got_);                                                                  \
     } while (0)
 
@@ -233,13 +240,16 @@ static void test_token_file(void)
     logf = slurp(dir, "log");
     warn = strstr(logf, "kube_token_file_unreadable");
     T_CHECK(warn != NULL && strstr(warn + 1, "kube_token_file_unreadable") == NULL);
-    /* After a 401, the file is read again at once. */
+    /* Readable again: read at the next use, since the last read failed. */
     free(put(dir, "secrets/tok", "third"));
+    T_BEARER(cfg, "third");
+    /* After a 401, the file is read again at once. */
+    free(put(dir, "secrets/tok", "fourth"));
     T_RC(kube_config_cred(&c, cfg), 0);
     kube_config_invalidate(cfg, c.generation - 1); /* stale: ignored */
-    T_BEARER(cfg, "second");
-    kube_config_invalidate(cfg, c.generation);
     T_BEARER(cfg, "third");
+    kube_config_invalidate(cfg, c.generation);
+    T_BEARER(cfg, "fourth");
 out:
     kube_cred_release(&c);
     kube_config_free(cfg);
@@ -253,7 +263,8 @@ static void test_token_file_missing(void)
 {
     char *dir = tmp_new(), *kc = kc_user(dir, "    tokenFile: nope\n");
     char *kc2 = put(dir, "config2",
-                    "current-context: x\nclusters: [{name: c, cluster: {server: http://127.0.0.1}}]\n"
+                    "current-context: x\n"
+                    "clusters: [{name: c, cluster: {server: http://127.0.0.1}}]\n"
                     "contexts: [{name: x, context: {cluster: c, user: u}}]\n"
                     "users: [{name: u, user: {token: standin, tokenFile: later}}]\n");
     struct kube_config *cfg = NULL;
@@ -294,7 +305,7 @@ static void test_client_cert_files(void)
         T_EQ_INT(cfg->cred_kind, KUBE_CRED_NONE);
         T_EQ_STR(cfg->cert_file, crt);
         T_EQ_STR(cfg->key_file, key);
-        T_CHECK(bearer(cfg) == NULL);
+        T_NO_BEARER(cfg);
         T_RC(kube_config_http_opts(&ho, cfg), 0);
         T_EQ_STR(ho.tls.cert_file, crt);
         T_EQ_STR(ho.tls.key_file, key);
@@ -357,16 +368,19 @@ static void test_ca(void)
     char *dir = tmp_new(), *ca64 = b64(CERT_PEM), *ca = put(dir, "ca.crt", CERT_PEM);
     char *kc_data = put(dir, "data",
                         "current-context: x\ncontexts: [{name: x, context: {cluster: c}}]\n"
-                        "clusters: [{name: c, cluster: {server: 'https://k', certificate-authority: "
+                        "clusters: [{name: c, cluster: {server: 'https://k', "
+                        "certificate-authority: "
                         "nope.crt, certificate-authority-data: %s}}]\n",
                         ca64);
     char *kc_file = put(dir, "sub/file",
                         "current-context: x\ncontexts: [{name: x, context: {cluster: c}}]\n"
-                        "clusters: [{name: c, cluster: {server: 'https://k', certificate-authority: "
+                        "clusters: [{name: c, cluster: {server: 'https://k', "
+                        "certificate-authority: "
                         "../ca.crt}}]\n");
     char *kc_gone = put(dir, "gone",
                         "current-context: x\ncontexts: [{name: x, context: {cluster: c}}]\n"
-                        "clusters: [{name: c, cluster: {server: 'https://k', certificate-authority: "
+                        "clusters: [{name: c, cluster: {server: 'https://k', "
+                        "certificate-authority: "
                         "gone.crt}}]\n");
     char *want = NULL;
     struct kube_config *cfg = NULL;
@@ -544,6 +558,8 @@ static void test_kubeconfig_list_merge(void)
     buf_addf(&list, "%s/missing:%s/missing2", dir, dir);
     setenv("KUBECONFIG", buf_str(&list), 1);
     T_RC(kube_config_load(&cfg, &o), ERR_INVALID);
+    T_MSG_HAS("KUBECONFIG");
+    T_RC(kube_config_load(&cfg, NULL), ERR_INVALID); /* no options: the defaults */
     T_MSG_HAS("KUBECONFIG");
     env_reset();
     buf_release(&list);
@@ -780,7 +796,7 @@ static void test_exec_no_expiry_and_cert(void)
     kube_config_http_opts(&ho, cfg);
     kube_cred_tls(&ho.tls, &c);
     T_CHECK(ho.tls.cert_pem == c.cert_pem && ho.tls.key_pem == c.key_pem);
-    T_CHECK(bearer(cfg) == NULL);
+    T_NO_BEARER(cfg);
     kube_cred_release(&c);
     T_CHECK(c.cert_pem == NULL && c.generation == 0);
     kube_config_free(cfg);
@@ -906,7 +922,7 @@ static void test_exec_command_path(void)
              "users: [{name: u, user: {exec: {apiVersion: client.authentication.k8s.io/v1beta1,"
              " command: /nonexistent/plugin}}}]\n");
     T_RC(load(&cfg, kc, NULL), 0);
-    T_CHECK(bearer(cfg) == NULL);
+    T_NO_BEARER(cfg);
     T_RC(kube_config_cred(&c, cfg), ERR_INVALID);
     T_EQ_STR(err_msg(), "exec plugin /nonexistent/plugin: executable not found");
     kube_config_free(cfg);
@@ -1012,7 +1028,8 @@ static void test_exec_precedence_and_cluster_info(void)
              "{name: client.authentication.k8s.io/exec, extension: {audience: db}}]}}]\n"
              "users: [{name: u, user: {exec: {apiVersion: client.authentication.k8s.io/v1, "
              "interactiveMode: IfAvailable, provideClusterInfo: true, command: sh, args: [%s], "
-             "env: [{name: PLUGIN_MODE, value: token-noexp}, {name: PLUGIN_STATE, value: %s}]}}}]\n",
+             "env: [{name: PLUGIN_MODE, value: token-noexp}, "
+             "{name: PLUGIN_STATE, value: %s}]}}}]\n",
              ca64, plugin, dir);
     T_RC(load(&cfg, kc, NULL), 0);
     T_BEARER(cfg, "tok-1");

@@ -394,6 +394,30 @@ static void test_sizes(void)
     buf_addstr(&many, "{password}");
     T_RC(compile_rc(many.ptr, NULL), ERR_INVALID);
     T_CHECK(strstr(err_msg(), "renders to more than") != NULL);
+    /* The arithmetic matches rendering a real token of that size. */
+    {
+        char *jwt = malloc(TMPL_SAMPLE_PASSWORD_LEN);
+        struct sbuf *pw, *out = sbuf_new(TMPL_OUT_MAX);
+        memset(jwt, 'A', TMPL_SAMPLE_PASSWORD_LEN);
+        jwt[100] = jwt[200] = '.';
+        pw = sbuf_from(jwt, TMPL_SAMPLE_PASSWORD_LEN);
+        v.password = pw;
+        T_RC(tmpl_compile(&t, "postgresql://u:{password}@h/{password}{password}{password}"), 0);
+        T_RC(tmpl_check(t, &v), 0);
+        tmpl_free(t);
+        t = NULL;
+        T_RC(tmpl_compile(&t, "{password}{password}{password}{password}{password}{password}"
+                              "{password}{password}"), 0);
+        T_RC(tmpl_render(out, t, &v), 0);
+        T_EQ_INT(sbuf_len(out), TMPL_OUT_MAX);
+        T_RC(tmpl_render(out, t, &v), ERR_TOOBIG);
+        tmpl_free(t);
+        t = NULL;
+        sbuf_free(out);
+        sbuf_free(pw);
+        free(jwt);
+        v = values("a", "h");
+    }
     T_RC(tmpl_compile(&t, "{user}{password}"), 0);
     T_RC(tmpl_render(small, t, &v), ERR_TOOBIG);
     free(big);
