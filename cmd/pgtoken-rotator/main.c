@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <unistd.h>
 
 #include "app/config.h"
 #include "app/controller.h"
@@ -74,7 +75,7 @@ static int cmd_run(int argc, char **argv)
     pthread_create(&sig_th, NULL, signal_main, &set);
     rc = controller_run(c, &stop);
     if (!atomic_load(&stop))
-        pthread_kill(sig_th, SIGTERM);
+        kill(getpid(), SIGTERM); /* wakes the sigwait thread: SIGTERM is blocked elsewhere */
     pthread_join(sig_th, NULL);
     controller_free(c);
     http_global_cleanup();

@@ -153,6 +153,7 @@ static int set_field(struct config *c, const struct field *f, const char *v)
     case F_INT:
     case F_LONG: {
         long n = strtol(v, &end, 10);
+        /* NOLINTNEXTLINE(clang-analyzer-core.uninitialized.Branch): strto* always sets end */
         if (!*v || *end || errno || n < 0 || n > 1000000)
             return err_set(ERR_INVALID, "must be a whole number from 0 to 1000000");
         if (f->type == F_INT)
@@ -163,6 +164,7 @@ static int set_field(struct config *c, const struct field *f, const char *v)
     }
     case F_RATIO: {
         double d = strtod(v, &end);
+        /* NOLINTNEXTLINE(clang-analyzer-core.uninitialized.Branch): strto* always sets end */
         if (!*v || *end || errno || !(d > 0 && d < 1))
             return err_set(ERR_INVALID, "must be a number between 0 and 1 (exclusive)");
         *(double *)slot = d;

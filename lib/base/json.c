@@ -57,6 +57,7 @@ const char *json_str(const cJSON *obj, const char *key)
 {
     const cJSON *v = obj ? cJSON_GetObjectItemCaseSensitive(obj, key) : NULL;
 
+    /* NOLINTNEXTLINE(clang-analyzer-core.NullDereference): cJSON_IsString(NULL) is false */
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 

@@ -46,7 +46,7 @@ bool strmap_has(const struct strmap *m, const char *key)
 static void grow(struct strmap *m)
 {
     size_t n = m->nbuckets ? m->nbuckets * 2 : 16;
-    struct strmap_entry **b = xcalloc(n, sizeof(*b));
+    struct strmap_entry **b = xcalloc(n, sizeof(struct strmap_entry *));
 
     for (size_t i = 0; i < m->nbuckets; i++) {
         struct strmap_entry *e = m->buckets[i], *next;

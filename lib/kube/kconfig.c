@@ -83,6 +83,13 @@ struct kc_ref {
     char where[128];  /* "users[2].user", for messages */
 };
 
+/* The file an entry came from, for messages (every entry has one; the
+ * fallback keeps the static analyser and any future caller honest). */
+static const char *ref_path(const struct kc_ref *r)
+{
+    return r && r->file ? ref_path(r) : "(kubeconfig)";
+}
+
 static char *strf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static char *strf(const char *fmt, ...)
 {
@@ -540,7 +547,7 @@ out:
 
 static int missing(const struct kc_ref *r, const char *key)
 {
-    return err_set(ERR_INVALID, "kubeconfig %s: %s.%s is missing", r->file->path, r->where, key);
+    return err_set(ERR_INVALID, "kubeconfig %s: %s.%s is missing", ref_path(r), r->where, key);
 }
 
 /* A string field: *out is NULL when it is absent, null or "". */
@@ -552,7 +559,7 @@ static int ref_str(const char **out, const struct kc_ref *r, const char *key)
     if (!v || cJSON_IsNull(v))
         return 0;
     if (!cJSON_IsString(v))
-        return err_set(ERR_INVALID, "kubeconfig %s: %s.%s must be a string", r->file->path,
+        return err_set(ERR_INVALID, "kubeconfig %s: %s.%s must be a string", ref_path(r),
                        r->where, key);
     if (*v->valuestring)
         *out = v->valuestring;
@@ -567,7 +574,7 @@ static int ref_bool(bool *out, const struct kc_ref *r, const char *key)
     if (!v || cJSON_IsNull(v))
         return 0;
     if (!cJSON_IsBool(v))
-        return err_set(ERR_INVALID, "kubeconfig %s: %s.%s must be true or false", r->file->path,
+        return err_set(ERR_INVALID, "kubeconfig %s: %s.%s must be true or false", ref_path(r),
                        r->where, key);
     *out = cJSON_IsTrue(v);
     return 0;
@@ -582,7 +589,7 @@ static int ref_refuse(const struct kc_ref *r, const char *const *keys)
         if (!v || cJSON_IsNull(v) || (cJSON_IsString(v) && !*v->valuestring) ||
             ((cJSON_IsArray(v) || cJSON_IsObject(v)) && !v->child))
             continue;
-        return err_set(ERR_INVALID, "kubeconfig %s: %s.%s is not supported", r->file->path,
+        return err_set(ERR_INVALID, "kubeconfig %s: %s.%s is not supported", ref_path(r),
                        r->where, *keys);
     }
     return 0;
@@ -600,7 +607,7 @@ static int ref_file(char **out, const struct kc_ref *r, const char *key, const c
     int fd = open(path, O_RDONLY | O_CLOEXEC), rc = 0;
 
     if (fd < 0) {
-        rc = err_set(ERR_IO, "kubeconfig %s: %s.%s: cannot read %s: %s", r->file->path,
+        rc = err_set(ERR_IO, "kubeconfig %s: %s.%s: cannot read %s: %s", ref_path(r),
                      r->where, key, path, strerror(errno));
         free(path);
         return rc;
@@ -612,7 +619,7 @@ static int ref_file(char **out, const struct kc_ref *r, const char *key, const c
 
 static int bad_pem(const struct kc_ref *r, const char *key)
 {
-    return err_set(ERR_INVALID, "kubeconfig %s: %s.%s is not base64-encoded PEM", r->file->path,
+    return err_set(ERR_INVALID, "kubeconfig %s: %s.%s is not base64-encoded PEM", ref_path(r),
                    r->where, key);
 }
 
@@ -809,7 +816,7 @@ static int cluster_server(struct kube_config *cfg, const struct kc_ref *r, const
     if ((strncmp(server, "https://", 8) || !server[8]) && (strncmp(server, "http://", 7) ||
                                                           !server[7]))
         return err_set(ERR_INVALID, "kubeconfig %s: %s.server must be an https:// or http:// URL",
-                       r->file->path, r->where);
+                       ref_path(r), r->where);
     len = strlen(server);
     while (len > 8 && server[len - 1] == '/')
         len--;
@@ -837,7 +844,7 @@ static int cluster_load(struct kube_config *cfg, const struct kc_ref *r)
         rc = err_set(ERR_INVALID,
                      "kubeconfig %s: %s sets both a certificate authority and "
                      "insecure-skip-tls-verify",
-                     r->file->path, r->where);
+                     ref_path(r), r->where);
     return rc;
 }
 
@@ -1091,12 +1098,12 @@ static int context_load(struct kube_config *cfg, const struct kc_set *s, const s
     cfg->default_namespace = xstrdup(ns ? ns : "default");
     if ((rc = set_find(&cluster, s, "clusters", "cluster", cname)) == ERR_NOTFOUND)
         return err_set(ERR_INVALID, "kubeconfig %s: cluster %s of context %s does not exist",
-                       ctx->file->path, cname, cfg->context);
+                       ref_path(ctx), cname, cfg->context);
     if (rc < 0 || (rc = cluster_load(cfg, &cluster)) < 0 || !uname)
         return rc;
     if ((rc = set_find(&user, s, "users", "user", uname)) == ERR_NOTFOUND)
         return err_set(ERR_INVALID, "kubeconfig %s: user %s of context %s does not exist",
-                       ctx->file->path, uname, cfg->context);
+                       ref_path(ctx), uname, cfg->context);
     if (rc < 0)
         return rc;
     return user_load(cfg, &user, &cluster);

@@ -160,26 +160,31 @@ static int reread(struct kube_conn *k, struct store *st, const struct kube_secre
     return rc;
 }
 
-static void sb_quote(struct sbuf *sb, const char *s)
+static int sb_quote(struct sbuf *sb, const char *s)
 {
     struct buf b = BUF_INIT(64 * 1024);
+    int rc;
 
-    json_quote(&b, s);
-    sbuf_add(sb, b.ptr, b.len);
+    if ((rc = json_quote(&b, s)) == 0)
+        rc = sbuf_add(sb, b.ptr, b.len);
     buf_release(&b);
+    return rc;
 }
 
-static void sb_annotation(struct sbuf *sb, bool *first, const char *name, const char *value)
+static int sb_annotation(struct sbuf *sb, bool *first, const char *name, const char *value)
 {
+    int rc = 0;
+
     if (!*first)
-        sbuf_addstr(sb, ",");
+        rc = sbuf_addstr(sb, ",");
     *first = false;
-    sb_quote(sb, name);
-    sbuf_addstr(sb, ":");
-    if (value)
-        sb_quote(sb, value);
-    else
-        sbuf_addstr(sb, "null");
+    if (rc == 0)
+        rc = sb_quote(sb, name);
+    if (rc == 0)
+        rc = sbuf_addstr(sb, ":");
+    if (rc == 0)
+        rc = value ? sb_quote(sb, value) : sbuf_addstr(sb, "null");
+    return rc;
 }
 
 /* Writes only the error status: no data, no precondition (the patch touches
@@ -199,10 +204,11 @@ static void set_error_status(const struct reconcile_ctx *ctx, struct kube_conn *
         return;
     clock_rfc3339(when, clock_wall_s());
     body = sbuf_new(PATCH_MAX);
-    sbuf_addstr(body, "{\"metadata\":{\"annotations\":{");
-    sb_annotation(body, &first, STATUS_LAST_ERROR, text);
-    sb_annotation(body, &first, STATUS_LAST_ERROR_AT, when);
-    sbuf_addstr(body, "}}}");
+    /* A few hundred bytes into a 1 MiB buffer: the appends cannot fail. */
+    (void)sbuf_addstr(body, "{\"metadata\":{\"annotations\":{");
+    (void)sb_annotation(body, &first, STATUS_LAST_ERROR, text);
+    (void)sb_annotation(body, &first, STATUS_LAST_ERROR_AT, when);
+    (void)sbuf_addstr(body, "}}}");
     if ((rc = patch_secret(k, ctx->store, s, body)) < 0)
         log_warn("status_not_written", LOG_STR("namespace", s->ns), LOG_STR("secret", s->name),
                  LOG_ERR(rc));
@@ -291,38 +297,39 @@ static int check_login(const struct reconcile_ctx *ctx, struct kube_conn *k,
 }
 
 /* Builds the one merge patch that writes the new values and their status,
- * with the resourceVersion we read as a precondition. */
+ * with the resourceVersion we read as a precondition. Every append is
+ * checked: a patch cut short by the size cap must never be sent. */
 static int build_patch(struct sbuf **out, const struct kube_secret *s, const struct spec *spec,
                        struct sbuf *const *values, const struct policy_status *ps,
                        const char *identity)
 {
     struct sbuf *b = sbuf_new(PATCH_MAX);
     char now[32];
-    bool first = true;
-    int rc;
+    bool first = true, bad = false;
 
     clock_rfc3339(now, clock_wall_s());
-    sbuf_addstr(b, "{\"metadata\":{\"resourceVersion\":");
-    sb_quote(b, s->rv);
-    sbuf_addstr(b, ",\"annotations\":{");
-    sb_annotation(b, &first, STATUS_ISSUED_AT, ps->issued_at);
-    sb_annotation(b, &first, STATUS_EXPIRES_AT, ps->expires_at);
-    sb_annotation(b, &first, STATUS_ROTATE_AT, ps->rotate_at);
-    sb_annotation(b, &first, STATUS_ROTATED_AT, now);
-    sb_annotation(b, &first, STATUS_SPEC_HASH, ps->spec_hash);
-    sb_annotation(b, &first, STATUS_IDENTITY, identity);
-    sb_annotation(b, &first, STATUS_LAST_ERROR, NULL);
-    sb_annotation(b, &first, STATUS_LAST_ERROR_AT, NULL);
-    sbuf_addstr(b, "}},\"data\":{");
-    for (size_t i = 0; i < spec->n_outputs; i++) {
+    bad |= sbuf_addstr(b, "{\"metadata\":{\"resourceVersion\":") < 0;
+    bad |= sb_quote(b, s->rv) < 0;
+    bad |= sbuf_addstr(b, ",\"annotations\":{") < 0;
+    bad |= sb_annotation(b, &first, STATUS_ISSUED_AT, ps->issued_at) < 0;
+    bad |= sb_annotation(b, &first, STATUS_EXPIRES_AT, ps->expires_at) < 0;
+    bad |= sb_annotation(b, &first, STATUS_ROTATE_AT, ps->rotate_at) < 0;
+    bad |= sb_annotation(b, &first, STATUS_ROTATED_AT, now) < 0;
+    bad |= sb_annotation(b, &first, STATUS_SPEC_HASH, ps->spec_hash) < 0;
+    bad |= sb_annotation(b, &first, STATUS_IDENTITY, identity) < 0;
+    bad |= sb_annotation(b, &first, STATUS_LAST_ERROR, NULL) < 0;
+    bad |= sb_annotation(b, &first, STATUS_LAST_ERROR_AT, NULL) < 0;
+    bad |= sbuf_addstr(b, "}},\"data\":{") < 0;
+    for (size_t i = 0; i < spec->n_outputs && !bad; i++) {
         if (i)
-            sbuf_addstr(b, ",");
-        sb_quote(b, spec->outputs[i].key);
-        sbuf_addstr(b, ":\"");
-        b64_encode_sb(b, sbuf_expose(values[i]), sbuf_len(values[i]));
-        sbuf_addstr(b, "\"");
+            bad |= sbuf_addstr(b, ",") < 0;
+        bad |= sb_quote(b, spec->outputs[i].key) < 0;
+        bad |= sbuf_addstr(b, ":\"") < 0;
+        bad |= b64_encode_sb(b, sbuf_expose(values[i]), sbuf_len(values[i])) < 0;
+        bad |= sbuf_addstr(b, "\"") < 0;
     }
-    if ((rc = sbuf_addstr(b, "}}")) < 0) {
+    bad |= sbuf_addstr(b, "}}") < 0;
+    if (bad) {
         sbuf_free(b);
         return err_set(ERR_TOOBIG, "the Secret's new values are over %u bytes", PATCH_MAX);
     }
@@ -355,7 +362,7 @@ static int rotate(struct reconcile_result *out, const struct reconcile_ctx *ctx,
                   const struct spec *spec, const char *hash, const char *why)
 {
     struct idp_token tok = { NULL, 0, 0 };
-    struct sbuf **values = xcalloc(spec->n_outputs, sizeof(*values)), *body = NULL;
+    struct sbuf **values = xcalloc(spec->n_outputs, sizeof(struct sbuf *)), *body = NULL;
     struct policy_status ps;
     uint64_t seed = policy_seed(s->ns, s->name);
     char msg[STATUS_MSG_MAX];

@@ -274,10 +274,10 @@ test_arguments() {
         "no PUBLIC KEY block in"
     service eckey "pubkey=$WORK/ec.pub pubkey=$PKI/idp.pub roles=$WORK/roles.map"
     expect_refused "EC public key refused (configuration error)" "$SVC" app1 "$TOK" \
-        "a key is not RSA of at least 2048 bits"
+        "$WORK/ec.pub: a key is not RSA of at least 2048 bits"
     service smallkey "pubkey=$PKI/idp.pub pubkey=$WORK/rsa1024.pub roles=$WORK/roles.map"
     expect_refused "1024-bit RSA key refused (configuration error)" "$SVC" app1 "$TOK" \
-        "a key is not RSA of at least 2048 bits"
+        "$WORK/rsa1024.pub: a key is not RSA of at least 2048 bits"
     service noroles "pubkey=$PKI/idp.pub roles=$WORK/missing.map"
     expect_refused "missing roles file refused" "$SVC" app1 "$TOK" "cannot read roles file"
     service unknown "$BASE issuers=$ISS"

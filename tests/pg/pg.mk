@@ -12,6 +12,8 @@
 # Needs libpam0g-dev, libssl-dev, libcjson-dev; the tests also need postgresql-15 and Go.
 
 PG_TEST_DIR := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
+# Including this file must not change the includer's default goal (restored at the end).
+PG_MK_DEFAULT_GOAL := $(.DEFAULT_GOAL)
 BUILD ?= build
 CC ?= cc
 
@@ -47,8 +49,10 @@ $(PAM_DRIVER_ASAN): $(PG_TEST_DIR)/pam_driver.c $(PG_TEST_DIR)/pg.mk
 # The scripts build the fakes themselves (go build is incremental).
 .PHONY: pg-test pg-test-asan
 pg-test: $(PAM_PGTOKEN_SO)
-	PAM_PGTOKEN=$(abspath $(PAM_PGTOKEN_SO)) $(PG_TEST_DIR)/pg_test.sh
+	BUILD=$(abspath $(BUILD)) PAM_PGTOKEN=$(abspath $(PAM_PGTOKEN_SO)) $(PG_TEST_DIR)/pg_test.sh
 
 pg-test-asan: $(PAM_PGTOKEN_ASAN_SO) $(PAM_DRIVER_ASAN)
-	PAM_PGTOKEN=$(abspath $(PAM_PGTOKEN_ASAN_SO)) PAM_DRIVER=$(abspath $(PAM_DRIVER_ASAN)) \
-		$(PG_TEST_DIR)/pam_test.sh
+	BUILD=$(abspath $(BUILD)) PAM_PGTOKEN=$(abspath $(PAM_PGTOKEN_ASAN_SO)) \
+		PAM_DRIVER=$(abspath $(PAM_DRIVER_ASAN)) $(PG_TEST_DIR)/pam_test.sh
+
+.DEFAULT_GOAL := $(PG_MK_DEFAULT_GOAL)

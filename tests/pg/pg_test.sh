@@ -64,12 +64,14 @@ tls_conninfo() {
 }
 
 # login TOKEN CONNINFO_OR_URI: runs `select current_user`; sets LOGIN_RC and LOGIN_OUT (the
-# output with the token blanked out, so a failure message never shows it).
+# output with the token blanked out, so a failure message never shows it). The token goes in
+# PGPASSWORD, except for a URI, which carries it itself.
 login() {
-    local tok=$1 conn=$2
+    local tok=$1 conn=$2 pw=$1
+    [[ $conn != postgresql://* ]] || pw=
     LOGIN_RC=0
-    LOGIN_OUT=$(PGPASSWORD=$tok "$PGBIN/psql" -X -Atq -d "$conn" -c 'select current_user' \
-        </dev/null 2>&1) || LOGIN_RC=$?
+    LOGIN_OUT=$(env -u PGPASSWORD ${pw:+PGPASSWORD="$pw"} PGPASSFILE=/dev/null PGCONNECT_TIMEOUT=10 \
+        "$PGBIN/psql" -X -Atq -d "$conn" -c 'select current_user' </dev/null 2>&1) || LOGIN_RC=$?
     LOGIN_OUT=${LOGIN_OUT//"$tok"/<token>}
     LOGIN_OUT=${LOGIN_OUT//$'\n'/ }
 }

@@ -24,7 +24,8 @@
 #   REALKUBE_APISERVER_ARGS   more kube-apiserver flags, split on spaces
 #   REALKUBE_START_TIMEOUT    seconds to wait for readiness (default 90)
 #   REALKUBE_BIN              folder with the binaries (default: what build.sh --print-bin says)
-# Exit codes: 0 started; 3 the binaries are missing (run build.sh); 1 any other error.
+# Exit codes: 0 started; 3 the binaries are missing (run build.sh); 1 any other
+# error (then what this run started is stopped again).
 set -euo pipefail
 
 trap 'echo "realkube start: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
@@ -58,6 +59,19 @@ timeout=${REALKUBE_START_TIMEOUT:-90}
 started_at=$(date +%s%N)
 
 # --- helpers -------------------------------------------------------------------
+# On failure, stop what this run started (a part kept from an earlier start stays).
+started=()
+ready=0
+stop_started() {
+	((ready)) && return
+	local i
+	for ((i = ${#started[@]} - 1; i >= 0; i--)); do
+		"$here/stop.sh" "$dir" "${started[i]}" >&2 || true
+	done
+}
+trap stop_started EXIT
+trap "exit 1" INT TERM
+
 running() { # name: is DIR/name.pid a live process of that program?
 	local pid
 	pid=$(cat "$dir/$1.pid" 2>/dev/null) || return 1
@@ -132,6 +146,7 @@ else
 		--log-level=warn \
 		</dev/null >"$dir/etcd.log" 2>&1 &
 	echo $! >"$dir/etcd.pid"
+	started+=(etcd)
 	until curl -fsS --max-time 2 "$etcd_url/health" 2>/dev/null | grep -q '"health":"true"'; do
 		if ! running etcd; then
 			show_log "$dir/etcd.log"
@@ -139,7 +154,6 @@ else
 		fi
 		if (($(date +%s%N) - started_at > timeout * 1000000000)); then
 			show_log "$dir/etcd.log"
-			"$here/stop.sh" "$dir" etcd >&2 || true
 			die "etcd not healthy after ${timeout}s"
 		fi
 		sleep 0.1
@@ -184,17 +198,18 @@ fi
 
 "$REALKUBE_BIN/kube-apiserver" "${args[@]}" </dev/null >"$dir/kube-apiserver.log" 2>&1 &
 echo $! >"$dir/kube-apiserver.pid"
+started+=(kube-apiserver)
 
 admin_curl=(curl -sS --max-time 2 --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key")
 until [[ $("${admin_curl[@]}" "$api_url/readyz" 2>/dev/null) == ok ]]; do
 	if ! running kube-apiserver; then
 		show_log "$dir/kube-apiserver.log"
-		die "kube-apiserver exited at start (etcd left running: stop.sh $dir)"
+		die "kube-apiserver exited at start"
 	fi
 	if (($(date +%s%N) - started_at > timeout * 1000000000)); then
 		show_log "$dir/kube-apiserver.log"
 		"${admin_curl[@]}" "$api_url/readyz?verbose" 2>&1 | grep -v '^\[+\]' >&2 || true
-		die "kube-apiserver not ready after ${timeout}s (still running: stop.sh $dir)"
+		die "kube-apiserver not ready after ${timeout}s"
 	fi
 	sleep 0.1
 done
@@ -238,6 +253,7 @@ REALKUBE_VERSION=$K8S_VERSION
 REALKUBE_ETCD_VERSION=$ETCD_VERSION
 EOF
 mv -f "$dir/realkube.env.tmp" "$dir/realkube.env"
+ready=1
 
 elapsed_ms=$((($(date +%s%N) - started_at) / 1000000))
 say "kube-apiserver $K8S_VERSION ready at $api_url (etcd $ETCD_VERSION at $etcd_url) in ${elapsed_ms} ms; env in $dir/realkube.env"

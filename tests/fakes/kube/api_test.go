@@ -116,7 +116,7 @@ func TestSecretCRUD(t *testing.T) {
 		"the name of the object (other) does not match the name on the URL (s1)")
 	// delete precondition
 	r = f.req("DELETE", "/api/v1/namespaces/ns1/secrets/s1", "", Obj{"preconditions": Obj{"resourceVersion": "1"}})
-	wantStatus(t, r, 409, "Conflict", `Operation cannot be fulfilled on secrets "s1": Precondition failed: ResourceVersion in precondition: 1, ResourceVersion in object meta: `+rv2)
+	wantStatus(t, r, 409, "Conflict", `Operation cannot be fulfilled on Secret "s1": the ResourceVersion in the precondition (1) does not match the ResourceVersion in record (`+rv2+`). The object might have been modified`)
 	// delete answers a Success Status
 	uid := getStr(md, "uid")
 	r = f.req("DELETE", "/api/v1/namespaces/ns1/secrets/s1", "", nil)
@@ -143,7 +143,7 @@ func TestSecretValidation(t *testing.T) {
 	r = f.req("POST", "/api/v1/namespaces/ns1/secrets", "application/vnd.kubernetes.protobuf", "garbage")
 	wantStatus(t, r, 415, "UnsupportedMediaType", "")
 	r = f.req("POST", "/api/v1/namespaces/ns1/secrets", "", Obj{"apiVersion": "apps/v1", "metadata": Obj{"name": "x"}})
-	wantStatus(t, r, 400, "BadRequest", "the API version in the data (apps/v1) does not match the expected API version (v1)")
+	wantStatus(t, r, 400, "BadRequest", `Secret in version "v1" cannot be handled as a Secret: no kind "Secret" is registered for version "apps/v1" in scheme "pkg/runtime/scheme.go:111"`)
 }
 
 func names(items []any) string {
@@ -275,14 +275,29 @@ func TestNamespaceLifecycle(t *testing.T) {
 	f.createSecret("tmp", "s", nil, nil)
 	r = f.req("DELETE", "/api/v1/namespaces/tmp", "", nil)
 	f.mustCode(r, 200)
-	if r.str("kind") != "Namespace" || r.str("status", "phase") != "Terminating" {
+	if r.str("kind") != "Namespace" || r.str("status", "phase") != "Terminating" || r.str("metadata", "deletionTimestamp") == "" {
 		t.Fatalf("namespace delete: %s", r.raw)
 	}
+	// no namespace controller: it stays Terminating, with its content
+	if r = f.get("/api/v1/namespaces/tmp"); r.code != 200 || r.str("status", "phase") != "Terminating" {
+		t.Fatalf("terminating namespace: %s", r.raw)
+	}
+	f.mustCode(f.get("/api/v1/namespaces/tmp/secrets/s"), 200)
+	r = f.req("POST", "/api/v1/namespaces/tmp/secrets", "", Obj{"metadata": Obj{"name": "z"}})
+	wantStatus(t, r, 403, "Forbidden", `secrets "z" is forbidden: unable to create new content in namespace tmp because it is being terminated`)
+	// emptying spec.finalizers through /finalize lets it go
+	r = f.req("PUT", "/api/v1/namespaces/tmp/finalize", "", Obj{"apiVersion": "v1", "kind": "Namespace", "metadata": Obj{"name": "tmp"}, "spec": Obj{"finalizers": []any{}}})
+	f.mustCode(r, 200)
 	wantStatus(t, f.get("/api/v1/namespaces/tmp"), 404, "NotFound", `namespaces "tmp" not found`)
-	r = f.get("/api/v1/secrets")
-	if names(r.obj["items"].([]any)) != "" {
+	if r = f.get("/api/v1/secrets"); names(r.obj["items"].([]any)) != "" {
 		t.Fatalf("content survived: %s", r.raw)
 	}
+	// --finalize-namespaces: gone at once
+	g := startFake(t, func(c *Config) { c.FinalizeNamespaces = true })
+	g.createSecret("ns1", "s", nil, nil)
+	g.mustCode(g.req("DELETE", "/api/v1/namespaces/ns1", "", nil), 200)
+	wantStatus(t, g.get("/api/v1/namespaces/ns1"), 404, "NotFound", "")
+	wantStatus(t, g.get("/api/v1/namespaces/ns1/secrets/s"), 404, "NotFound", "")
 }
 
 func TestFinalizers(t *testing.T) {

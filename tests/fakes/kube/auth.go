@@ -1,7 +1,12 @@
 package kube
 
 import (
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
@@ -254,7 +259,7 @@ func (sv *Server) tokenRequest(ns, name string, body []byte) (Obj, *apiError) {
 		"iss": sv.issuer, "jti": newUID(), "kubernetes.io": k8s,
 		"sub": "system:serviceaccount:" + ns + ":" + name,
 	}
-	tok, serr := pki.Sign(sv.saKey, claims)
+	tok, serr := signJWT(sv.saKey, claims)
 	if serr != nil {
 		return nil, errInternal(serr.Error())
 	}
@@ -312,4 +317,21 @@ func (sv *Server) serveOIDC(w http.ResponseWriter, r *http.Request) bool {
 		return true
 	}
 	return false
+}
+
+// signJWT signs as kube-apiserver's token generator does: header
+// {"alg":"RS256","kid":...} (no "typ"), kid as pki.KeyID derives it.
+func signJWT(key *rsa.PrivateKey, claims map[string]any) (string, error) {
+	hdr, _ := json.Marshal(map[string]string{"alg": "RS256", "kid": pki.KeyID(&key.PublicKey)})
+	body, err := json.Marshal(claims)
+	if err != nil {
+		return "", err
+	}
+	in := base64.RawURLEncoding.EncodeToString(hdr) + "." + base64.RawURLEncoding.EncodeToString(body)
+	sum := sha256.Sum256([]byte(in))
+	sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, sum[:])
+	if err != nil {
+		return "", err
+	}
+	return in + "." + base64.RawURLEncoding.EncodeToString(sig), nil
 }

@@ -96,13 +96,14 @@ type control struct {
 	requests  []*recorded
 	seq       int
 	stats     map[string]int
+	hanging   map[int]bool // count-limited hang faults used up but not cleared
 	bookmark  time.Duration
 	tooLarge  time.Duration
 	maxRecord int
 }
 
 func newControl() *control {
-	return &control{cleared: make(chan struct{}), stats: map[string]int{},
+	return &control{cleared: make(chan struct{}), stats: map[string]int{}, hanging: map[int]bool{},
 		bookmark: time.Minute, tooLarge: 3 * time.Second, maxRecord: 100000}
 }
 
@@ -120,11 +121,27 @@ func (c *control) pick(ri *reqInfo, user string) *fault {
 			f.Remaining--
 			if f.Remaining <= 0 {
 				c.faults = append(c.faults[:i], c.faults[i+1:]...)
+				if f.Hang {
+					c.hanging[f.ID] = true
+				}
 			}
 		}
 		return &cp
 	}
 	return nil
+}
+
+// active reports whether fault id is still set (a count-limited fault that
+// fired its last time is not, yet a hang it started holds until cleared).
+func (c *control) active(id int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, f := range c.faults {
+		if f.ID == id {
+			return true
+		}
+	}
+	return c.hanging[id]
 }
 
 func (c *control) clearedCh() chan struct{} {
@@ -353,6 +370,7 @@ func (sv *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 	case path == "faults" && r.Method == http.MethodDelete:
 		c.mu.Lock()
 		c.faults = nil
+		c.hanging = map[int]bool{}
 		close(c.cleared)
 		c.cleared = make(chan struct{})
 		c.mu.Unlock()
@@ -364,6 +382,11 @@ func (sv *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 			if fmt.Sprint(f.ID) == id {
 				c.faults = append(c.faults[:i], c.faults[i+1:]...)
 				break
+			}
+		}
+		for hid := range c.hanging {
+			if fmt.Sprint(hid) == id {
+				delete(c.hanging, hid)
 			}
 		}
 		close(c.cleared)

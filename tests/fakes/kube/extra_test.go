@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // pbLD encodes one length-delimited protobuf field.
@@ -146,4 +147,42 @@ func TestAnonymousAndAudiences(t *testing.T) {
 	}
 	r = f.req("POST", "/api/v1/namespaces/ns1/serviceaccounts/sa/token", "", Obj{"spec": Obj{"audiences": []any{"api://AzureADTokenExchange"}}})
 	f.mustCode(f.reqTok(r.str("status", "token"), "GET", "/api/v1/namespaces/ns1/secrets", "", nil), 200)
+}
+
+func TestHangFaultReleasedOnlyByItsClearing(t *testing.T) {
+	f := startFake(t)
+	h := f.control("POST", "faults", Obj{"match": Obj{"verb": "list", "resource": "secrets"}, "hang": true, "count": 1})
+	done := make(chan int, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", f.url+"/api/v1/namespaces/ns1/secrets", nil)
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		res, err := f.http.Do(req)
+		if err != nil {
+			done <- -1
+			return
+		}
+		res.Body.Close()
+		done <- res.StatusCode
+	}()
+	time.Sleep(200 * time.Millisecond)
+	// count 1: the next list is not held
+	f.mustCode(f.get("/api/v1/namespaces/ns1/secrets"), 200)
+	other := f.control("POST", "faults", Obj{"match": Obj{"verb": "get"}, "status": 500})
+	id, _ := getInt(other, "id")
+	f.control("DELETE", "faults/"+itoa(id), nil)
+	select {
+	case c := <-done:
+		t.Fatalf("hang released by clearing another fault: %d", c)
+	case <-time.After(200 * time.Millisecond):
+	}
+	hid, _ := getInt(h, "id")
+	f.control("DELETE", "faults/"+itoa(hid), nil)
+	select {
+	case c := <-done:
+		if c != 200 {
+			t.Fatalf("released hang answered %d", c)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("hang not released")
+	}
 }

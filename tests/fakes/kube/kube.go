@@ -7,7 +7,7 @@
 //	           [--issuer https://kube.test] [--history N] [--kubeconfig-out PATH]
 //	           [--bookmark-interval 60s] [--min-request-timeout 1800s]
 //	           [--namespaces a,b] [--lenient-sa-tokens] [--server-version v1.37.2]
-//	           [--api-audiences a,b] [--anonymous-auth]
+//	           [--api-audiences a,b] [--anonymous-auth] [--finalize-namespaces]
 //
 // It serves HTTPS with DIR/server.crt and writes {"url":"https://127.0.0.1:P"}
 // to F once listening, and an admin kubeconfig (client certificate DIR/admin.crt)
@@ -60,10 +60,14 @@ type Config struct {
 	MinRequestTimeout time.Duration
 	Namespaces        []string
 	LenientSATokens   bool
-	APIAudiences      []string // default: the issuer
-	AnonymousAuth     bool     // as kube-apiserver --anonymous-auth=true with default RBAC
-	ServerVersion     string
-	Log               *log.Logger
+	// FinalizeNamespaces: deleting a namespace removes it and its content at
+	// once, as if the namespace controller ran (a bare kube-apiserver leaves it
+	// Terminating until its finalizers are removed through /finalize).
+	FinalizeNamespaces bool
+	APIAudiences       []string // default: the issuer
+	AnonymousAuth      bool     // as kube-apiserver --anonymous-auth=true with default RBAC
+	ServerVersion      string
+	Log                *log.Logger
 }
 
 // Instance is a running fake.
@@ -107,6 +111,7 @@ func Start(cfg Config) (*Instance, error) {
 	}
 	sv.lenientSA = cfg.LenientSATokens
 	sv.anonymous = cfg.AnonymousAuth
+	sv.finalizeNS = cfg.FinalizeNamespaces
 	for _, a := range cfg.APIAudiences {
 		if a = strings.TrimSpace(a); a != "" {
 			sv.audiences = append(sv.audiences, a)
@@ -238,6 +243,7 @@ func Main(args []string) error {
 	nss := fs.String("namespaces", "", "comma-separated namespaces to create at start")
 	fs.BoolVar(&cfg.LenientSATokens, "lenient-sa-tokens", false, "accept SA tokens signed by sa.key even when the ServiceAccount does not exist")
 	fs.StringVar(&cfg.ServerVersion, "server-version", "v1.37.2", "version reported at /version")
+	fs.BoolVar(&cfg.FinalizeNamespaces, "finalize-namespaces", false, "remove a deleted namespace and its content at once (as the namespace controller would); default: it stays Terminating like on a bare kube-apiserver")
 	auds := fs.String("api-audiences", "", "comma-separated API audiences (default: the issuer)")
 	fs.BoolVar(&cfg.AnonymousAuth, "anonymous-auth", false, "treat requests without credentials as system:anonymous (403 except /version, /healthz, /livez, /readyz, OIDC discovery) instead of 401")
 	if err := fs.Parse(args); err != nil {

@@ -69,7 +69,7 @@ func TestTokenRequest(t *testing.T) {
 	}
 	wantStatus(t, f.reqTok(r.str("status", "token"), "GET", "/api/v1/namespaces/ns1/secrets", "", nil), 401, "Unauthorized", "")
 	r = f.req("POST", path, "", Obj{"spec": Obj{"expirationSeconds": 599}})
-	wantStatus(t, r, 422, "Invalid", `TokenRequest.authentication.k8s.io "robot" is invalid: spec.expirationSeconds: Invalid value: 599: may not specify a duration less than 10 minutes`)
+	wantStatus(t, r, 422, "Invalid", `TokenRequest.authentication.k8s.io "" is invalid: spec.expirationSeconds: Invalid value: 599: may not specify a duration less than 10 minutes`)
 	// deleting the service account revokes its tokens; SA delete returns the object
 	r = f.req("DELETE", "/api/v1/namespaces/ns1/serviceaccounts/robot", "", nil)
 	if r.code != 200 || r.str("kind") != "ServiceAccount" {
@@ -143,7 +143,7 @@ func TestEvents(t *testing.T) {
 	}
 	delete(ne, "eventTime")
 	meta(ne)["name"] = "e3"
-	wantStatus(t, f.req("POST", "/apis/events.k8s.io/v1/namespaces/ns1/events", "", ne), 422, "Invalid", `Event.events.k8s.io "e3" is invalid: eventTime: Required value`)
+	wantStatus(t, f.req("POST", "/apis/events.k8s.io/v1/namespaces/ns1/events", "", ne), 422, "Invalid", `Event "e3" is invalid: eventTime: Required value`)
 }
 
 func TestDiscovery(t *testing.T) {

@@ -166,6 +166,14 @@ func (sv *Server) createLocked(r *resInfo, ns string, o Obj, manager string) (Ob
 	if e := sv.checkNamespace(r, ns); e != nil {
 		return nil, e
 	}
+	if r.namespaced {
+		if nso := s.bucket(sv.res["/namespaces"]).objs[ns]; getPath(nso, "metadata", "deletionTimestamp") != nil {
+			d := grDetails(r.group, r.resource, name)
+			d["causes"] = []any{Obj{"reason": "NamespaceTerminating", "message": "namespace " + ns + " is being terminated", "field": "metadata.namespace"}}
+			return nil, &apiError{code: 403, reason: "Forbidden", details: d,
+				message: fmt.Sprintf("%s %q is forbidden: unable to create new content in namespace %s because it is being terminated", qualified(r.group, r.resource), name, ns)}
+		}
+	}
 	if r.defaults != nil {
 		r.defaults(o)
 	}
@@ -191,13 +199,14 @@ func (sv *Server) createLocked(r *resInfo, ns string, o Obj, manager string) (Ob
 	if b.objs[key] != nil {
 		return nil, errAlreadyExists(r.group, r.resource, name)
 	}
-	_ = manager
+	b.recordUpdate(key, manager, Obj{}, r.external(o))
 	return s.commit(r, "ADDED", key, o, nil), nil
 }
 
 type updateOpts struct {
 	subresource string // "status" or ""
 	manager     string
+	apply       bool // an apply: ownership is recorded by the caller
 }
 
 // applyUpdate takes the live object and the proposed new one (both storage
@@ -273,6 +282,9 @@ func (sv *Server) applyUpdate(r *resInfo, key string, cur, o Obj, opt updateOpts
 	if cm["deletionTimestamp"] != nil && len(strList(m["finalizers"])) == 0 {
 		return s.commit(r, "DELETED", key, o, cur), nil
 	}
+	if !opt.apply {
+		s.bucket(r).recordUpdate(key, opt.manager, r.external(cur), r.external(o))
+	}
 	return s.commit(r, "MODIFIED", key, o, cur), nil
 }
 
@@ -341,14 +353,29 @@ func (sv *Server) delete(r *resInfo, ns, name string, opt deleteOpts) (remaining
 	return nil, cur, nil
 }
 
-// deleteNamespace marks the namespace Terminating and then, as if the
-// namespace controller ran at once, removes its content and the namespace.
+// deleteNamespace marks the namespace Terminating. Without a namespace
+// controller (a bare kube-apiserver) it stays so, with its content, until
+// its spec.finalizers are emptied through /finalize; with
+// --finalize-namespaces the fake does that at once.
 func (sv *Server) deleteNamespace(r *resInfo, name string, cur Obj) (Obj, Obj, *apiError) {
 	s := sv.store
-	o := copyObj(cur)
-	meta(o)["deletionTimestamp"] = s.nowStr()
-	ensureMap(o, "status")["phase"] = "Terminating"
-	o = s.commit(r, "MODIFIED", name, o, cur)
+	o := cur
+	if getPath(cur, "metadata", "deletionTimestamp") == nil {
+		o = copyObj(cur)
+		meta(o)["deletionTimestamp"] = s.nowStr()
+		ensureMap(o, "status")["phase"] = "Terminating"
+		o = s.commit(r, "MODIFIED", name, o, cur)
+	}
+	if sv.finalizeNS || len(strList(getPath(o, "spec", "finalizers"))) == 0 {
+		sv.purgeNamespace(r, name, o)
+	}
+	return o, o, nil
+}
+
+// purgeNamespace removes a namespace's content and the namespace (what the
+// namespace controller and the last finalize do).
+func (sv *Server) purgeNamespace(r *resInfo, name string, o Obj) {
+	s := sv.store
 	seen := map[string]bool{}
 	for _, ri := range sv.resList {
 		if !ri.namespaced || seen[ri.storageKey()] {
@@ -363,7 +390,38 @@ func (sv *Server) deleteNamespace(r *resInfo, name string, cur Obj) (Obj, Obj, *
 		}
 	}
 	s.commit(r, "DELETED", name, o, o)
-	return o, o, nil
+}
+
+// finalizeNamespace is PUT namespaces/NAME/finalize: it sets spec.finalizers;
+// a Terminating namespace left without finalizers goes with its content.
+func (sv *Server) finalizeNamespace(r *resInfo, name string, o Obj) (Obj, *apiError) {
+	s := sv.store
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur := s.bucket(r).objs[name]
+	if cur == nil {
+		return nil, errNotFound("", "namespaces", name)
+	}
+	if rv := getStr(o, "metadata", "resourceVersion"); rv != "" && rv != getStr(cur, "metadata", "resourceVersion") {
+		return nil, errConflict("", "namespaces", name, optimisticLockMsg)
+	}
+	n := copyObj(cur)
+	fin := getPath(o, "spec", "finalizers")
+	if fin == nil {
+		fin = []any{}
+	}
+	ensureMap(n, "spec")["finalizers"] = deepCopy(fin)
+	if len(strList(fin)) == 0 {
+		delete(getMap(n, "spec"), "finalizers")
+	}
+	if jsonEqual(n, cur) {
+		return cur, nil
+	}
+	n = s.commit(r, "MODIFIED", name, n, cur)
+	if getPath(n, "metadata", "deletionTimestamp") != nil && len(strList(getPath(n, "spec", "finalizers"))) == 0 {
+		sv.purgeNamespace(r, name, n)
+	}
+	return n, nil
 }
 
 // foldStringData merges a Secret's stringData into data, as decoding does.

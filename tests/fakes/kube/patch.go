@@ -2,7 +2,6 @@ package kube
 
 import (
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 )
@@ -121,7 +120,7 @@ func strategicMerge(orig, patch any) (any, error) {
 				if err != nil {
 					return nil, err
 				}
-				om[k] = nl
+				om[k] = orderKeyed(nl, pv, ol, mk, pm["$setElementOrder/"+k])
 			} else if mergePrimitiveLists[k] {
 				out := append([]any{}, ol...)
 				for _, x := range pv {
@@ -217,6 +216,46 @@ func mergeKeyed(orig, patch []any, key string) ([]any, error) {
 		out[idx] = nv
 	}
 	return out, nil
+}
+
+// orderKeyed orders a merged keyed list as the strategic merge patch
+// does: by $setElementOrder when given, else the patch's elements first (in
+// patch order), then the elements only the server had (in their order).
+func orderKeyed(merged, patch, orig []any, key string, setOrder any) []any {
+	keyOf := func(x any) string {
+		m, _ := x.(Obj)
+		s, _ := jsonMarshal(m[key])
+		return s
+	}
+	var order []string
+	if so, ok := setOrder.([]any); ok {
+		for _, x := range so {
+			order = append(order, keyOf(x))
+		}
+	} else {
+		for _, x := range patch {
+			order = append(order, keyOf(x))
+		}
+	}
+	byKey := map[string]any{}
+	for _, x := range merged {
+		byKey[keyOf(x)] = x
+	}
+	out := []any{}
+	used := map[string]bool{}
+	for _, k := range order {
+		if x, ok := byKey[k]; ok && !used[k] {
+			out = append(out, x)
+			used[k] = true
+		}
+	}
+	for _, x := range merged {
+		if k := keyOf(x); !used[k] {
+			out = append(out, x)
+			used[k] = true
+		}
+	}
+	return out
 }
 
 // ---- RFC 6902 JSON patch
@@ -415,50 +454,6 @@ func jsonPatch(doc Obj, body []byte) (Obj, *apiError) {
 
 // ---- server-side apply (simplified; see the package documentation)
 
-// leafPaths lists the field paths an applied configuration sets: maps are
-// walked, everything else (lists included) is a leaf.
-func leafPaths(v any, prefix string, out *[]string) {
-	m, ok := v.(Obj)
-	if !ok || len(m) == 0 {
-		if prefix != "" {
-			*out = append(*out, prefix)
-		}
-		return
-	}
-	for k, x := range m {
-		leafPaths(x, prefix+"."+k, out)
-	}
-}
-
-func pathGet(o Obj, p string) (any, bool) {
-	parts := strings.Split(strings.TrimPrefix(p, "."), ".")
-	var cur any = o
-	for _, k := range parts {
-		m, ok := cur.(Obj)
-		if !ok {
-			return nil, false
-		}
-		cur, ok = m[k]
-		if !ok {
-			return nil, false
-		}
-	}
-	return cur, true
-}
-
-func pathDelete(o Obj, p string) {
-	parts := strings.Split(strings.TrimPrefix(p, "."), ".")
-	cur := o
-	for _, k := range parts[:len(parts)-1] {
-		m, ok := cur[k].(Obj)
-		if !ok {
-			return
-		}
-		cur = m
-	}
-	delete(cur, parts[len(parts)-1])
-}
-
 // applyMerge merges an applied configuration into the live object: maps are
 // merged, keyed lists merged by key, other lists replaced.
 func applyMerge(live, cfg any) any {
@@ -486,64 +481,4 @@ func applyMerge(live, cfg any) any {
 		lm[k] = applyMerge(lm[k], v)
 	}
 	return lm
-}
-
-// applyConflicts finds fields other apply managers own with a different value.
-func applyConflicts(applied map[string][]string, manager string, live, cfg Obj) (map[string][]string, []string) {
-	var paths []string
-	leafPaths(cfg, "", &paths)
-	conflicts := map[string][]string{}
-	var managers []string
-	for other, owned := range applied {
-		if other == manager {
-			continue
-		}
-		for _, p := range paths {
-			if !contains(owned, p) {
-				continue
-			}
-			lv, _ := pathGet(live, p)
-			cv, _ := pathGet(cfg, p)
-			if !jsonEqual(lv, cv) {
-				if conflicts[other] == nil {
-					managers = append(managers, other)
-				}
-				conflicts[other] = append(conflicts[other], p)
-			}
-		}
-	}
-	sort.Strings(managers)
-	return conflicts, managers
-}
-
-func errApplyConflict(conflicts map[string][]string, managers []string, apiVersion string) *apiError {
-	n := 0
-	causes := []any{}
-	var lines []string
-	for _, m := range managers {
-		ps := conflicts[m]
-		sort.Strings(ps)
-		for _, p := range ps {
-			n++
-			causes = append(causes, Obj{"reason": "FieldManagerConflict", "message": fmt.Sprintf("conflict with %q using %s", m, apiVersion), "field": p})
-			lines = append(lines, p)
-		}
-	}
-	var msg string
-	if n == 1 {
-		msg = fmt.Sprintf("Apply failed with 1 conflict: conflict with %q using %s: %s", managers[0], apiVersion, lines[0])
-	} else {
-		msg = fmt.Sprintf("Apply failed with %d conflicts: ", n)
-		var parts []string
-		for _, m := range managers {
-			ps := conflicts[m]
-			s := fmt.Sprintf("conflicts with %q using %s:", m, apiVersion)
-			for _, p := range ps {
-				s += "\n- " + p
-			}
-			parts = append(parts, s)
-		}
-		msg += strings.Join(parts, "\n")
-	}
-	return &apiError{code: 409, reason: "Conflict", details: Obj{"causes": causes}, message: msg}
 }

@@ -313,11 +313,13 @@ func defaultStatefulSet(o Obj) {
 	setDefault(spec, "replicas", 1)
 	setDefault(spec, "revisionHistoryLimit", 10)
 	setDefault(spec, "podManagementPolicy", "OrderedReady")
+	setDefault(spec, "serviceName", "")
 	us := ensureMap(spec, "updateStrategy")
 	setDefault(us, "type", "RollingUpdate")
 	if us["type"] == "RollingUpdate" {
 		ru := ensureMap(us, "rollingUpdate")
 		setDefault(ru, "partition", 0)
+		setDefault(ru, "maxUnavailable", 1)
 	}
 	pr := ensureMap(spec, "persistentVolumeClaimRetentionPolicy")
 	setDefault(pr, "whenDeleted", "Retain")
@@ -510,8 +512,10 @@ func col(name, desc string, f func(o Obj, now time.Time) any) column {
 	return column{name: name, typ: "string", desc: desc, cell: f}
 }
 
+// intCol is a column with numeric cells; the real printers declare them
+// "string" all the same.
 func intCol(name, desc string, f func(o Obj, now time.Time) any) column {
-	return column{name: name, typ: "integer", desc: desc, cell: f}
+	return column{name: name, typ: "string", desc: desc, cell: f}
 }
 
 func containersImages(o Obj) (string, string) {
@@ -549,7 +553,7 @@ func builtinResources() []*resInfo {
 	rs := []*resInfo{
 		{group: "", version: "v1", resource: "namespaces", kind: "Namespace", singular: "namespace",
 			shortNames: []string{"ns"}, verbs: []string{"create", "delete", "get", "list", "patch", "update", "watch"},
-			subresources: []string{"status"}, fieldLabels: []string{"status.phase"},
+			subresources: []string{"status", "finalize"}, fieldLabels: []string{"status.phase"},
 			extraFields: func(o Obj) map[string]string { return map[string]string{"status.phase": getStr(o, "status", "phase")} },
 			defaults: func(o Obj) {
 				name := getStr(o, "metadata", "name")
@@ -579,51 +583,29 @@ func builtinResources() []*resInfo {
 				ageCol()}},
 		{group: "", version: "v1", resource: "serviceaccounts", kind: "ServiceAccount", singular: "serviceaccount", namespaced: true,
 			shortNames: []string{"sa"}, verbs: allVerbs, subresources: []string{"token"}, returnDeleted: true,
-			columns: []column{nameCol(),
-				intCol("Secrets", "Secrets is a list of the secrets in the same namespace that pods running using this ServiceAccount are allowed to use.", func(o Obj, _ time.Time) any {
-					l, _ := o["secrets"].([]any)
-					return len(l)
-				}),
-				ageCol()}},
+			columns: []column{nameCol(), ageCol()}},
 		{group: "", version: "v1", resource: "events", kind: "Event", singular: "event", namespaced: true,
 			shortNames: []string{"ev"}, verbs: allVerbs,
 			fieldLabels: []string{"involvedObject.kind", "involvedObject.namespace", "involvedObject.name", "involvedObject.uid",
 				"involvedObject.apiVersion", "involvedObject.resourceVersion", "involvedObject.fieldPath", "reason", "reportingComponent", "source", "type"},
 			extraFields: eventFields, validate: validateCoreEvent, defaults: defaultCoreEvent, errKind: "Event",
-			columns: []column{
-				col("Last Seen", "", func(o Obj, now time.Time) any {
-					ts := getStr(o, "lastTimestamp")
-					if ts == "" {
-						ts = getStr(o, "eventTime")
-						if t, err := time.Parse(time.RFC3339Nano, ts); err == nil {
-							return humanDuration(now.Sub(t))
-						}
-					}
-					return ageOf(ts, now)
-				}),
-				col("Type", "", func(o Obj, _ time.Time) any { return getStr(o, "type") }),
-				col("Reason", "", func(o Obj, _ time.Time) any { return getStr(o, "reason") }),
-				col("Object", "", func(o Obj, _ time.Time) any {
-					return strings.ToLower(getStr(o, "involvedObject", "kind")) + "/" + getStr(o, "involvedObject", "name")
-				}),
-				col("Message", "", func(o Obj, _ time.Time) any { return strings.TrimSpace(getStr(o, "message")) }),
-			}},
+			columns: eventColumns()},
 		{group: "events.k8s.io", version: "v1", resource: "events", kind: "Event", singular: "event", namespaced: true,
 			shortNames: []string{"ev"}, verbs: allVerbs, storage: "events",
 			fieldLabels: []string{"involvedObject.kind", "involvedObject.namespace", "involvedObject.name", "involvedObject.uid",
 				"involvedObject.apiVersion", "involvedObject.resourceVersion", "involvedObject.fieldPath", "reason", "reportingComponent", "source", "type"},
 			extraFields: eventFields, validate: validateEventsV1, defaults: defaultCoreEvent, errKind: "Event",
-			toExternal: func(o Obj) Obj { return renameKeys(o, 1) },
-			toStorage:  func(o Obj) Obj { return renameKeys(o, 0) },
-			columns: []column{
-				col("Last Seen", "", func(o Obj, now time.Time) any { return ageOf(getStr(o, "metadata", "creationTimestamp"), now) }),
-				col("Type", "", func(o Obj, _ time.Time) any { return getStr(o, "type") }),
-				col("Reason", "", func(o Obj, _ time.Time) any { return getStr(o, "reason") }),
-				col("Object", "", func(o Obj, _ time.Time) any {
-					return strings.ToLower(getStr(o, "regarding", "kind")) + "/" + getStr(o, "regarding", "name")
-				}),
-				col("Message", "", func(o Obj, _ time.Time) any { return getStr(o, "note") }),
-			}},
+			toExternal: func(o Obj) Obj {
+				o = renameKeys(o, 1)
+				for _, k := range []string{"reportingController", "reportingInstance", "action", "note"} {
+					if o[k] == "" {
+						delete(o, k) // omitempty in events.k8s.io/v1
+					}
+				}
+				return o
+			},
+			toStorage: func(o Obj) Obj { return renameKeys(o, 0) },
+			columns:   eventColumns()},
 		{group: "coordination.k8s.io", version: "v1", resource: "leases", kind: "Lease", singular: "lease", namespaced: true,
 			verbs: allVerbs, validate: validateLease,
 			columns: []column{nameCol(),
@@ -667,4 +649,70 @@ func newStatus(r *resInfo) Obj {
 		return Obj{"replicas": 0, "availableReplicas": 0}
 	}
 	return Obj{}
+}
+
+// the real event printer's cells (printEvent).
+func eventLastSeen(o Obj, now time.Time) string {
+	if n, ok := getInt(o, "series", "count"); ok && n > 0 {
+		if t, err := time.Parse(time.RFC3339Nano, getStr(o, "series", "lastObservedTime")); err == nil {
+			return humanDuration(now.Sub(t))
+		}
+	}
+	if ts := getStr(o, "lastTimestamp"); ts != "" {
+		return ageOf(ts, now)
+	}
+	if t, err := time.Parse(time.RFC3339Nano, getStr(o, "eventTime")); err == nil {
+		return humanDuration(now.Sub(t))
+	}
+	return "<unknown>"
+}
+
+func eventFirstSeen(o Obj, now time.Time) string {
+	if ts := getStr(o, "firstTimestamp"); ts != "" {
+		return ageOf(ts, now)
+	}
+	if t, err := time.Parse(time.RFC3339Nano, getStr(o, "eventTime")); err == nil {
+		return humanDuration(now.Sub(t))
+	}
+	return "<unknown>"
+}
+
+func eventCount(o Obj) int64 {
+	if n, ok := getInt(o, "series", "count"); ok {
+		return n
+	}
+	if n, ok := getInt(o, "count"); ok && n > 0 {
+		return n
+	}
+	return 1
+}
+
+func eventSource(o Obj) string {
+	c := getStr(o, "source", "component")
+	if c == "" {
+		c = getStr(o, "reportingComponent")
+	}
+	if h := getStr(o, "source", "host"); h != "" {
+		c += ", " + h
+	}
+	return c
+}
+
+// eventColumns are the real event printer's columns (cells computed on the
+// core form, which is how events are stored).
+func eventColumns() []column {
+	return []column{
+		col("Last Seen", "", func(o Obj, now time.Time) any { return eventLastSeen(o, now) }),
+		col("Type", "", func(o Obj, _ time.Time) any { return getStr(o, "type") }),
+		col("Reason", "", func(o Obj, _ time.Time) any { return getStr(o, "reason") }),
+		col("Object", "", func(o Obj, _ time.Time) any {
+			return strings.ToLower(getStr(o, "involvedObject", "kind")) + "/" + getStr(o, "involvedObject", "name")
+		}),
+		{name: "Subobject", typ: "string", priority: 1, cell: func(o Obj, _ time.Time) any { return getStr(o, "involvedObject", "fieldPath") }},
+		{name: "Source", typ: "string", priority: 1, cell: func(o Obj, _ time.Time) any { return eventSource(o) }},
+		col("Message", "", func(o Obj, _ time.Time) any { return strings.TrimSpace(getStr(o, "message")) }),
+		{name: "First Seen", typ: "string", priority: 1, cell: func(o Obj, now time.Time) any { return eventFirstSeen(o, now) }},
+		{name: "Count", typ: "string", priority: 1, cell: func(o Obj, _ time.Time) any { return eventCount(o) }},
+		{name: "Name", typ: "string", format: "name", priority: 1, cell: func(o Obj, _ time.Time) any { return getStr(o, "metadata", "name") }},
+	}
 }

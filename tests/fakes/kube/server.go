@@ -30,6 +30,7 @@ type Server struct {
 	audiences  []string
 	anonymous  bool
 	lenientSA  bool
+	finalizeNS bool
 	minTimeout time.Duration
 	shutdown   chan struct{}
 	shutOnce   sync.Once
@@ -45,16 +46,17 @@ func newServer(histCap int) *Server {
 		sv.res[r.group+"/"+r.resource] = r
 		sv.resList = append(sv.resList, r)
 	}
-	// bootstrap like a fresh cluster: the system namespaces exist, and every
-	// watch cache starts at the revision it was primed at.
+	// bootstrap like a fresh cluster: every watch cache is primed on the
+	// empty store (so its history starts at revision 0, as on a fresh etcd),
+	// then the system namespaces are made.
+	sv.store.mu.Lock()
+	for _, r := range sv.resList {
+		sv.store.bucket(r)
+	}
+	sv.store.mu.Unlock()
 	for _, ns := range []string{"default", "kube-system", "kube-public", "kube-node-lease"} {
 		sv.ensureNamespace(ns)
 	}
-	sv.store.mu.Lock()
-	for _, r := range sv.resList {
-		sv.store.bucket(r).horizon = sv.store.rv
-	}
-	sv.store.mu.Unlock()
 	return sv
 }
 
@@ -268,12 +270,15 @@ func (sv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		if f.Hang {
-			select {
-			case <-r.Context().Done():
-				return
-			case <-sv.ctl.clearedCh():
-			case <-sv.shutdown:
-				return
+			// hold the request until this fault is cleared
+			for sv.ctl.active(f.ID) {
+				select {
+				case <-r.Context().Done():
+					return
+				case <-sv.ctl.clearedCh():
+				case <-sv.shutdown:
+					return
+				}
 			}
 		}
 		if f.Status != 0 {
@@ -396,14 +401,19 @@ func (sv *Server) dispatch(w http.ResponseWriter, r *http.Request, ri *reqInfo, 
 			writeError(w, r, e)
 			return
 		}
-		out, e := sv.update(info, ri.namespace, ri.name, o, updateOpts{subresource: ri.subresource, manager: managerOf(r)})
+		var out Obj
+		if ri.subresource == "finalize" {
+			out, e = sv.finalizeNamespace(info, ri.name, o)
+		} else {
+			out, e = sv.update(info, ri.namespace, ri.name, o, updateOpts{subresource: ri.subresource, manager: managerOf(r)})
+		}
 		if e != nil {
 			writeError(w, r, e)
 			return
 		}
 		sv.writeObject(w, r, 200, info, out)
 	case "patch":
-		if ri.subresource == "token" || ri.name == "" {
+		if ri.subresource == "token" || ri.subresource == "finalize" || ri.name == "" {
 			writeError(w, r, errMethodNotAllowed())
 			return
 		}
@@ -424,6 +434,12 @@ func managerOf(r *http.Request) string {
 	ua := r.Header.Get("User-Agent")
 	if i := strings.IndexByte(ua, '/'); i >= 0 {
 		ua = ua[:i]
+	}
+	if ua == "" {
+		return "unknown"
+	}
+	if len(ua) > 128 {
+		ua = ua[:128]
 	}
 	return ua
 }
@@ -473,7 +489,7 @@ func negotiate(r *http.Request) (outMode, *apiError) {
 		case "Table":
 			if params["g"] == "meta.k8s.io" && (params["v"] == "v1" || params["v"] == "v1beta1") {
 				return outMode{kind: "table", gv: "meta.k8s.io/" + params["v"],
-					ctype: "application/json;as=Table;v=" + params["v"] + ";g=meta.k8s.io"}, nil
+					ctype: "application/json"}, nil
 			}
 		case "PartialObjectMetadata", "PartialObjectMetadataList":
 			if params["g"] == "meta.k8s.io" && (params["v"] == "v1" || params["v"] == "v1beta1") {
@@ -510,7 +526,7 @@ func (sv *Server) table(info *resInfo, objs []Obj, listMeta Obj, gv, include str
 		ext := info.external(o)
 		cells := []any{}
 		for _, c := range info.columns {
-			cells = append(cells, c.cell(ext, now))
+			cells = append(cells, c.cell(o, now))
 		}
 		row := Obj{"cells": cells}
 		switch include {
@@ -785,7 +801,11 @@ func (sv *Server) serveWatch(w http.ResponseWriter, r *http.Request, ri *reqInfo
 		t := time.NewTicker(iv)
 		defer t.Stop()
 		bmTick = t.C
-		if d := time.Until(deadline.Add(-2 * time.Second)); d > 0 && d < 100*365*24*time.Hour {
+		d := time.Until(deadline.Add(-2 * time.Second))
+		if d <= 0 {
+			d = timeout / 2
+		}
+		if d < 100*365*24*time.Hour {
 			pt := time.NewTimer(d)
 			defer pt.Stop()
 			preT = pt.C
@@ -888,6 +908,7 @@ func (sv *Server) servePatch(w http.ResponseWriter, r *http.Request, ri *reqInfo
 	cur := b.objs[key]
 	var patched Obj
 	var e *apiError
+	applied := false
 	switch ct {
 	case ctApply:
 		cfg, err := decodeObj(body)
@@ -908,19 +929,13 @@ func (sv *Server) servePatch(w http.ResponseWriter, r *http.Request, ri *reqInfo
 			return
 		}
 		meta(cfg)["name"] = ri.name
+		// ownership follows the configuration as sent; the merge uses it decoded
+		merged := copyObj(cfg)
 		if info.resource == "secrets" && info.group == "" {
-			foldStringData(cfg)
-		}
-		var paths []string
-		leafPaths(cfg, "", &paths)
-		owned := paths[:0:0]
-		for _, p := range paths {
-			if !hasPrefixAny(p, ".kind", ".apiVersion", ".metadata.name", ".metadata.namespace", ".metadata.resourceVersion", ".metadata.uid") {
-				owned = append(owned, p)
-			}
+			foldStringData(merged)
 		}
 		if cur == nil {
-			o := copyObj(cfg)
+			o := merged
 			if info.toStorage != nil {
 				o = info.toStorage(o)
 			}
@@ -931,56 +946,31 @@ func (sv *Server) servePatch(w http.ResponseWriter, r *http.Request, ri *reqInfo
 			if info.namespaced {
 				meta(o)["namespace"] = ri.namespace
 			}
-			out, e := sv.createLocked(info, ri.namespace, o, manager)
+			out, e := sv.createLocked(info, ri.namespace, o, "")
 			if e != nil {
 				writeError(w, r, e)
 				return
 			}
-			b.applied[key] = map[string][]string{manager: owned}
+			b.recordApply(key, manager, cfg, nil)
 			sv.writeObject(w, r, 201, info, out)
 			return
 		}
 		ext := info.external(cur)
-		if b.applied[key] == nil {
-			b.applied[key] = map[string][]string{}
-		}
-		conflicts, managers := applyConflicts(b.applied[key], manager, ext, cfg)
-		if len(managers) > 0 && !force {
-			writeError(w, r, errApplyConflict(conflicts, managers, info.apiVersion()))
+		conflicts := b.applyConflicts(key, manager, ext, cfg)
+		if len(conflicts) > 0 && !force {
+			writeError(w, r, errApplyConflict(conflicts, info.apiVersion()))
 			return
 		}
-		patched = applyMerge(ext, cfg).(Obj)
-		for _, p := range b.applied[key][manager] {
-			if contains(owned, p) {
-				continue
-			}
-			other := false
-			for m, ps := range b.applied[key] {
-				if m != manager && contains(ps, p) {
-					other = true
-				}
-			}
-			if !other {
-				pathDelete(patched, p)
-			}
+		patched = applyMerge(ext, merged).(Obj)
+		for _, p := range b.droppedByApply(key, manager, cfg) {
+			pathDelete(patched, p)
 		}
-		// keep the ownership to record after a successful write
-		defer func(prev map[string][]string) {
-			if e == nil && b.applied[key] != nil {
-				b.applied[key][manager] = owned
-				if force {
-					for m, ps := range conflicts {
-						var keep []string
-						for _, p := range b.applied[key][m] {
-							if !contains(ps, p) {
-								keep = append(keep, p)
-							}
-						}
-						b.applied[key][m] = keep
-					}
-				}
+		applied = true
+		defer func() {
+			if e == nil && b.objs[key] != nil {
+				b.recordApply(key, manager, cfg, conflicts)
 			}
-		}(nil)
+		}()
 	default:
 		if cur == nil {
 			writeError(w, r, errNotFound(info.group, info.resource, ri.name))
@@ -1032,7 +1022,7 @@ func (sv *Server) servePatch(w http.ResponseWriter, r *http.Request, ri *reqInfo
 		patched = info.toStorage(patched)
 	}
 	var out Obj
-	out, e = sv.applyUpdate(info, key, cur, patched, updateOpts{subresource: ri.subresource, manager: manager})
+	out, e = sv.applyUpdate(info, key, cur, patched, updateOpts{subresource: ri.subresource, manager: manager, apply: applied})
 	if e != nil {
 		writeError(w, r, e)
 		return

@@ -27,8 +27,8 @@ type bucket struct {
 	objs    map[string]Obj // "ns/name" or "name"
 	hist    []event
 	horizon uint64 // events with rv <= horizon are forgotten: watches from an RV below it get 410
-	// applied: per object key, per field manager, the leaf paths it applied.
-	applied map[string]map[string][]string
+	// managed: per object key, field ownership (see managed.go).
+	managed map[string][]*mgrEntry
 }
 
 // Store is the fake etcd plus watch caches: one global revision counter.
@@ -52,7 +52,7 @@ func (s *Store) bucket(r *resInfo) *bucket {
 	k := r.storageKey()
 	b := s.buckets[k]
 	if b == nil {
-		b = &bucket{objs: map[string]Obj{}, horizon: s.rv, applied: map[string]map[string][]string{}}
+		b = &bucket{objs: map[string]Obj{}, horizon: s.rv, managed: map[string][]*mgrEntry{}}
 		s.buckets[k] = b
 	}
 	return b
@@ -97,7 +97,7 @@ func (s *Store) commit(r *resInfo, typ, key string, obj, prev Obj) Obj {
 	meta(obj)["resourceVersion"] = rvs
 	if typ == "DELETED" {
 		delete(b.objs, key)
-		delete(b.applied, key)
+		delete(b.managed, key)
 	} else {
 		b.objs[key] = obj
 	}
@@ -282,6 +282,9 @@ func (s *Store) list(r *resInfo, o listOpts) (*listResult, *apiError) {
 		n, err := strconv.ParseUint(o.rv, 10, 64)
 		if err != nil {
 			return nil, errBadRequest(fmt.Sprintf("invalid resource version: resourceVersion: Invalid value: %q: strconv.ParseUint: parsing %q: invalid syntax", o.rv, o.rv))
+		}
+		if n == 0 {
+			o.limit = 0 // served from the watch cache, which ignores limit for resourceVersion=0
 		}
 		exact := o.rvMatch == "Exact" || (o.rvMatch == "" && o.limit > 0 && n > 0)
 		if n > s.rv {
