@@ -87,7 +87,7 @@ struct kc_ref {
  * fallback keeps the static analyser and any future caller honest). */
 static const char *ref_path(const struct kc_ref *r)
 {
-    return r && r->file ? ref_path(r) : "(kubeconfig)";
+    return r && r->file ? r->file->path : "(kubeconfig)";
 }
 
 static char *strf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -101,15 +101,25 @@ func TestShortLivedTokensRotate(t *testing.T) {
 	}
 }
 
-// A role that does not exist: nothing written, LoginFailed Event, status says so.
+// A role that does not exist: nothing written, LoginFailed Event, status says so,
+// retries back off; a working value already in the Secret is kept.
 func TestLoginFailureKeepsOldValue(t *testing.T) {
 	w := newWorld(t, stack.Options{})
-	w.managed("bad", "db", w.pgAnn("pgtoken.io/user", "no-such-role"))
+	w.managed("bad", "db", w.pgAnn())
+	good := w.waitSecret("bad", "db", 30*time.Second, "first write", hasKeys("DATABASE_URL"))
+	// Point it at a role that does not exist: the new token cannot log in as it.
+	if err := w.k.MergePatchSecret("bad", "db", map[string]any{"metadata": map[string]any{
+		"annotations": map[string]string{"pgtoken.io/user": "no-such-role"}}}); err != nil {
+		t.Fatal(err)
+	}
 	sec := w.waitSecret("bad", "db", 30*time.Second, "last-error set", func(s *stack.Secret) bool {
 		return strings.HasPrefix(s.Metadata.Annotations["pgtoken.io/status.last-error"], "LoginFailed")
 	})
-	if sec.Data["password"] != "" || sec.Data["DATABASE_URL"] != "" {
-		t.Fatalf("a token that failed its login check was written")
+	if sec.Data["password"] != good.Data["password"] || sec.Data["DATABASE_URL"] != good.Data["DATABASE_URL"] {
+		t.Fatalf("a token that failed its login check replaced the working value")
+	}
+	if _, err := w.psql(sec.Value("DATABASE_URL")); err != nil {
+		t.Fatalf("the kept value no longer logs in: %v", err)
 	}
 	if sec.Value("unrelated") != "keep-me" {
 		t.Errorf("unrelated key changed")
@@ -117,17 +127,27 @@ func TestLoginFailureKeepsOldValue(t *testing.T) {
 	if hasEvent(w.events("bad", "db"), "LoginFailed") == nil {
 		t.Errorf("no LoginFailed Event")
 	}
+	// Retries back off: the delays between attempts grow.
+	time.Sleep(8 * time.Second)
+	delays := retryDelays(w.ctrl.Output(), "LoginFailed")
+	if len(delays) < 3 {
+		t.Fatalf("want at least 3 retries in 8 s, got %v", delays)
+	}
+	for i := 1; i < len(delays) && i < 4; i++ {
+		if delays[i] < delays[i-1] {
+			t.Errorf("retry delays do not grow: %v", delays)
+		}
+	}
 	// Fix the annotation: the next value reflects it at once.
 	if err := w.k.MergePatchSecret("bad", "db", map[string]any{"metadata": map[string]any{
 		"annotations": map[string]string{"pgtoken.io/user": stack.ControllerRole}}}); err != nil {
 		t.Fatal(err)
 	}
-	sec = w.waitSecret("bad", "db", 30*time.Second, "written after the fix", hasKeys("DATABASE_URL"))
+	sec = w.waitSecret("bad", "db", 30*time.Second, "cleared after the fix", func(s *stack.Secret) bool {
+		return s.Metadata.Annotations["pgtoken.io/status.last-error"] == ""
+	})
 	if _, err := w.psql(sec.Value("DATABASE_URL")); err != nil {
 		t.Fatal(err)
-	}
-	if sec.Metadata.Annotations["pgtoken.io/status.last-error"] != "" {
-		t.Errorf("last-error not cleared after success")
 	}
 }
 

@@ -100,7 +100,7 @@ func TestWatchDropAndGone(t *testing.T) {
 func TestConflictNoLostUpdate(t *testing.T) {
 	w := newWorld(t, stack.Options{})
 	if err := w.k.Fake("POST", "faults", map[string]any{
-		"match": map[string]any{"verb": "patch", "resource": "secrets", "namespace": "cf"},
+		"match":  map[string]any{"verb": "patch", "resource": "secrets", "namespace": "cf"},
 		"status": 409, "count": 1}); err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -74,6 +75,7 @@ func (w *world) close() {
 	if w.ctrl != nil && !w.ctrl.Exited() {
 		w.stopController()
 	}
+	w.checkAllEvents()
 	if w.t.Failed() {
 		os.Setenv("PGTR_KEEP", "1")
 		w.t.Logf("stack kept in %s", w.s.Dir)
@@ -200,4 +202,32 @@ func hasEvent(evs []stack.Event, reason string) *stack.Event {
 		}
 	}
 	return nil
+}
+
+// retryDelays returns the retry_in_ms of each rotation_failed line with reason.
+func retryDelays(log, reason string) []int64 {
+	var out []int64
+	for _, line := range strings.Split(log, "\n") {
+		var l struct {
+			Msg, Reason string
+			RetryInMs   int64 `json:"retry_in_ms"`
+		}
+		if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "rotation_failed" && l.Reason == reason {
+			out = append(out, l.RetryInMs)
+		}
+	}
+	return out
+}
+
+// checkAllEvents scans every Event in the cluster for token material.
+func (w *world) checkAllEvents() {
+	w.t.Helper()
+	var l struct{ Items []stack.Event }
+	if err := w.k.JSON("GET", "/api/v1/events", "", nil, &l); err != nil {
+		w.t.Errorf("listing Events: %v", err)
+		return
+	}
+	for _, e := range l.Items {
+		w.checkNoLeak(e.Message, "Event "+e.Reason)
+	}
 }

@@ -85,14 +85,14 @@ listening_ports() { # every TCP port something listens on (IPv4 and IPv6), one a
 }
 
 taken=" "
-free_port() { # a port below the ephemeral range that nothing listens on and we did not hand out
+free_port() { # VAR: set VAR to a port below the ephemeral range that nothing listens on and we did not hand out
 	local used port
 	used=" $(listening_ports | tr '\n' ' ')"
 	for _ in $(seq 200); do
 		port=$((20000 + RANDOM % 12000))
 		if [[ $used != *" $port "* && $taken != *" $port "* ]]; then
 			taken+="$port "
-			echo "$port"
+			printf -v "$1" %s "$port"
 			return
 		fi
 	done
@@ -116,9 +116,9 @@ show_log() { # file: its last lines, to tell why something did not start
 etcd_port=$(env_value REALKUBE_ETCD_PORT)
 peer_port=$(env_value REALKUBE_ETCD_PEER_PORT)
 api_port=$(env_value REALKUBE_PORT)
-[[ -n $etcd_port ]] || etcd_port=$(free_port)
-[[ -n $peer_port ]] || peer_port=$(free_port)
-[[ -n $api_port ]] || api_port=$(free_port)
+[[ -n $etcd_port ]] || free_port etcd_port
+[[ -n $peer_port ]] || free_port peer_port
+[[ -n $api_port ]] || free_port api_port
 etcd_url=http://127.0.0.1:$etcd_port
 api_url=https://127.0.0.1:$api_port
 

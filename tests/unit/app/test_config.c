@@ -1,0 +1,117 @@
+#include "t.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "app/config.h"
+#include "base/err.h"
+
+static char *write_tmp(const char *text)
+{
+    static char path[64];
+    int fd;
+
+    snprintf(path, sizeof(path), "/tmp/pgtr-config-XXXXXX");
+    fd = mkstemp(path);
+    if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text))
+        abort();
+    close(fd);
+    return path;
+}
+
+static void test_defaults_serve_aks(void)
+{
+    struct config c;
+
+    config_init(&c);
+    T_RC(config_validate(&c), 0);
+    T_EQ_STR(c.label_selector, "pgtoken.io/managed=true");
+    T_EQ_STR(c.scope, "https://ossrdbms-aad.database.windows.net/.default");
+    T_EQ_INT(c.nnamespaces, 0);
+    T_EQ_INT(c.login_check, LOGIN_CHECK_REQUIRED);
+    T_EQ_STR(c.db_sslmode, "verify-full");
+    T_CHECK(c.refresh_ratio == 0.5);
+    config_release(&c);
+}
+
+static void test_file_then_flags(void)
+{
+    const char *yaml = "namespaces: [team-a, team-b]\n"
+                       "workers: 8\n"
+                       "rotation:\n  refreshRatio: 0.4\n"
+                       "loginCheck:\n  mode: best-effort\n  insecureSkipTLSVerify: true\n"
+                       "log: {level: debug}\n";
+    char *path = write_tmp(yaml);
+    char *argv[] = { "run", "--workers", "2", "--config", path, "--namespace=team-c", NULL };
+    struct config c;
+
+    config_init(&c);
+    T_RC(config_parse_args(&c, 6, argv), 0);
+    T_EQ_INT(c.workers, 2); /* the flag wins over the file */
+    T_EQ_INT(c.nnamespaces, 3);
+    T_EQ_STR(c.namespaces[2], "team-c");
+    T_CHECK(c.refresh_ratio == 0.4);
+    T_EQ_INT(c.login_check, LOGIN_CHECK_BEST_EFFORT);
+    T_CHECK(c.insecure_skip_db_tls_verify);
+    T_EQ_STR(c.log_level, "debug");
+    T_RC(config_validate(&c), 0);
+    config_release(&c);
+    unlink(path);
+}
+
+static void test_errors_name_the_field(void)
+{
+    struct config c;
+    char *p;
+
+    config_init(&c);
+    p = write_tmp("rotation:\n  refreshRato: 0.4\n");
+    T_RC(config_load_file(&c, p), ERR_INVALID);
+    T_CHECK(strstr(err_msg(), "rotation.refreshRato") != NULL);
+    unlink(p);
+    p = write_tmp("rotation:\n  refreshRatio: 1.5\n");
+    T_RC(config_load_file(&c, p), ERR_INVALID);
+    T_CHECK(strstr(err_msg(), "rotation.refreshRatio") != NULL);
+    unlink(p);
+    p = write_tmp("loginCheck: {mode: sometimes}\n");
+    T_RC(config_load_file(&c, p), ERR_INVALID);
+    T_CHECK(strstr(err_msg(), "loginCheck.mode") != NULL);
+    unlink(p);
+    p = write_tmp("namespaces: team-a\n");
+    T_RC(config_load_file(&c, p), ERR_INVALID);
+    unlink(p);
+    p = write_tmp("workers: [\n");
+    T_RC(config_load_file(&c, p), ERR_PARSE);
+    unlink(p);
+    T_RC(config_load_file(&c, "/nonexistent/config.yaml"), ERR_IO);
+    config_release(&c);
+}
+
+static void test_flag_errors(void)
+{
+    struct config c;
+    char *bad_flag[] = { "run", "--no-such-flag", NULL };
+    char *no_value[] = { "run", "--workers", NULL };
+    char *bad_value[] = { "run", "--refresh-ratio", "0", NULL };
+    char *bad_level[] = { "run", "--log-level", "loud", NULL };
+
+    config_init(&c);
+    T_RC(config_parse_args(&c, 2, bad_flag), ERR_INVALID);
+    T_CHECK(strstr(err_msg(), "--no-such-flag") != NULL);
+    T_RC(config_parse_args(&c, 2, no_value), ERR_INVALID);
+    T_RC(config_parse_args(&c, 3, bad_value), ERR_INVALID);
+    T_RC(config_parse_args(&c, 3, bad_level), 0);
+    T_RC(config_validate(&c), ERR_INVALID);
+    T_CHECK(strstr(err_msg(), "log.level") != NULL);
+    config_release(&c);
+}
+
+int main(void)
+{
+    T_RUN(test_defaults_serve_aks);
+    T_RUN(test_file_then_flags);
+    T_RUN(test_errors_name_the_field);
+    T_RUN(test_flag_errors);
+    return t_done();
+}
