@@ -215,6 +215,25 @@ static void set_error_status(const struct reconcile_ctx *ctx, struct kube_conn *
     sbuf_free(body);
 }
 
+static void clear_error_status(const struct reconcile_ctx *ctx, struct kube_conn *k,
+                               const struct kube_secret *s)
+{
+    struct sbuf *body = sbuf_new(4096);
+    bool first = true;
+    int rc;
+
+    (void)sbuf_addstr(body, "{\"metadata\":{\"annotations\":{");
+    (void)sb_annotation(body, &first, STATUS_LAST_ERROR, NULL);
+    (void)sb_annotation(body, &first, STATUS_LAST_ERROR_AT, NULL);
+    (void)sbuf_addstr(body, "}}}");
+    if ((rc = patch_secret(k, ctx->store, s, body)) < 0)
+        log_warn("status_not_written", LOG_STR("namespace", s->ns), LOG_STR("secret", s->name),
+                 LOG_ERR(rc));
+    else
+        log_info("error_cleared", LOG_STR("namespace", s->ns), LOG_STR("secret", s->name));
+    sbuf_free(body);
+}
+
 /* Reports a failed attempt: log, Event, status; returns the retry delay.
  * A failure of the shared identity (shared_retry) is retried when the token
  * cache will ask the identity provider again, not on this Secret's own
@@ -477,6 +496,12 @@ int reconcile_secret(struct reconcile_result *out, const struct reconcile_ctx *c
         cfg.refresh_ratio = spec.refresh_ratio;
     policy_decide(&plan, &in, clock_wall_ms(), &cfg);
     if (plan.action == PLAN_NONE) {
+        /* The values match the spec and are fresh: an error recorded for
+         * another spec (since changed back) no longer applies. */
+        if (kube_secret_annotation(s, STATUS_LAST_ERROR)) {
+            failure_reset(ctx->failures, key);
+            clear_error_status(ctx, k, s);
+        }
         out->requeue_after_ms = plan.next_in_ms;
         goto out;
     }

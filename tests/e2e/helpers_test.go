@@ -34,7 +34,11 @@ func newWorld(t *testing.T, opts stack.Options, ctrlArgs ...string) *world {
 	}
 	w := &world{t: t, s: s, seen: map[string]bool{}}
 	t.Cleanup(w.close)
-	if err := s.StartFakeKube(); err != nil {
+	if realKube() {
+		if err := s.StartRealKube(); err != nil {
+			t.Fatalf("real kube-apiserver: %v", err)
+		}
+	} else if err := s.StartFakeKube(); err != nil {
 		t.Fatalf("fake kube: %v", err)
 	}
 	if w.k, err = s.Kube(); err != nil {
@@ -229,5 +233,16 @@ func (w *world) checkAllEvents() {
 	}
 	for _, e := range l.Items {
 		w.checkNoLeak(e.Message, "Event "+e.Reason)
+	}
+}
+
+// realKube reports whether this run uses a real kube-apiserver (PGTR_KUBE=real).
+func realKube() bool { return os.Getenv("PGTR_KUBE") == "real" }
+
+// fakeOnly skips a test that needs the fake API server's fault switches.
+func (w *world) fakeOnly(why string) {
+	w.t.Helper()
+	if realKube() {
+		w.t.Skip("needs the fake API server: " + why)
 	}
 }

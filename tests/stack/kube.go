@@ -11,14 +11,17 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
 // Kube is a small Kubernetes REST client for tests, authenticated as admin
 // by client certificate.
 type Kube struct {
-	URL string
-	c   *http.Client
+	URL    string
+	c      *http.Client
+	bearer string // when set, sent instead of the client certificate
+	noCert bool
 }
 
 // Kube returns a client for the stack's API server.
@@ -63,7 +66,16 @@ func (k *Kube) Do(method, path, contentType string, body any) (int, []byte, erro
 		req.Header.Set("Content-Type", contentType)
 	}
 	req.Header.Set("Accept", "application/json")
-	resp, err := k.c.Do(req)
+	if k.bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+k.bearer)
+	}
+	c := k.c
+	if k.noCert {
+		tr := k.c.Transport.(*http.Transport).Clone()
+		tr.TLSClientConfig.Certificates = nil
+		c = &http.Client{Transport: tr, Timeout: k.c.Timeout}
+	}
+	resp, err := c.Do(req)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -175,4 +187,13 @@ func (k *Kube) Events(ns string) ([]Event, error) {
 // Fake sends a control request to the fake API server (/_fake/...).
 func (k *Kube) Fake(method, path string, body any) error {
 	return k.JSON(method, "/_fake/"+path, "application/json", body, nil)
+}
+
+func tokenFromKubeconfig(kc string) string {
+	for _, line := range strings.Split(kc, "\n") {
+		if t, ok := strings.CutPrefix(strings.TrimSpace(line), "token: "); ok {
+			return t
+		}
+	}
+	return ""
 }

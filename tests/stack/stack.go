@@ -59,6 +59,8 @@ type Stack struct {
 	mu                   sync.Mutex
 	procs                []*Proc
 	pgStarted            bool
+	realKube             bool
+	Kubectl              string // kubectl for the real API server
 }
 
 // Proc is a started process whose output goes to a log file.
@@ -399,6 +401,9 @@ func (s *Stack) Close() {
 	s.mu.Unlock()
 	for i := len(procs) - 1; i >= 0; i-- {
 		procs[i].Stop(10 * time.Second)
+	}
+	if s.realKube {
+		exec.Command(filepath.Join(s.Root, "tests/realkube/stop.sh"), s.Dir).Run()
 	}
 	if s.pgStarted {
 		s.run(filepath.Join(s.Root, "tests/pg/pgstack"), "stop", filepath.Join(s.Dir, "pg"))
