@@ -376,6 +376,51 @@ static bool unchanged(const struct kube_secret *s, const struct spec *spec, stru
     return true;
 }
 
+/* After a write, roll the workloads that read the Secret into environment
+ * variables: the same pod-template annotation patch `kubectl rollout restart`
+ * sends. A failure is reported and not retried: the next rotation restarts
+ * them again, and the values they have are still valid until then. */
+static void restart_workloads(const struct reconcile_ctx *ctx, struct kube_conn *k,
+                              const struct kube_secret *s, const struct spec *spec)
+{
+    char now[32], msg[STATUS_MSG_MAX];
+
+    if (!spec->n_restarts)
+        return;
+    clock_rfc3339(now, clock_wall_s());
+    for (size_t i = 0; i < spec->n_restarts; i++) {
+        const struct spec_restart *r = &spec->restarts[i];
+        const char *kind = r->kind == SPEC_RESTART_DEPLOYMENT ? "deployments" : "statefulsets";
+        struct buf path = BUF_INIT(2048), body = BUF_INIT(512);
+        cJSON *resp = NULL;
+        int rc;
+
+        buf_addstr(&path, "/apis/apps/v1/namespaces/");
+        kube_query_escape(&path, s->ns);
+        buf_addf(&path, "/%s/", kind);
+        kube_query_escape(&path, r->name);
+        buf_addf(&body, "{\"spec\":{\"template\":{\"metadata\":{\"annotations\":{"
+                        "\"kubectl.kubernetes.io/restartedAt\":\"%s\"}}}}}", now);
+        rc = kube_call(&resp, k, "PATCH", path.ptr, "application/strategic-merge-patch+json",
+                       body.ptr, body.len);
+        if (rc == 0) {
+            atomic_fetch_add(&ctx->stats->restarts, 1);
+            log_info("workload_restarted", LOG_STR("namespace", s->ns), LOG_STR("secret", s->name),
+                     LOG_STR("kind", spec_restart_kind_name(r->kind)), LOG_STR("name", r->name));
+        } else {
+            snprintf(msg, sizeof(msg), "could not restart %s/%s after writing the Secret: %s%s",
+                     spec_restart_kind_name(r->kind), r->name, err_msg(),
+                     rc == ERR_DENIED ? " (does the controller's RBAC allow patching it?)" : "");
+            log_warn("restart_failed", LOG_STR("namespace", s->ns), LOG_STR("secret", s->name),
+                     LOG_STR("detail", msg));
+            event_record(ctx->events, k, s, EVENT_WARNING, "RestartFailed", msg);
+        }
+        cJSON_Delete(resp);
+        buf_release(&path);
+        buf_release(&body);
+    }
+}
+
 static int rotate(struct reconcile_result *out, const struct reconcile_ctx *ctx,
                   struct kube_conn *k, const struct kube_secret *s, const char *key,
                   const struct spec *spec, const char *hash, const char *why)
@@ -438,6 +483,7 @@ static int rotate(struct reconcile_result *out, const struct reconcile_ctx *ctx,
     snprintf(msg, sizeof(msg), "wrote a new token for role %s on %s:%u/%s (%s); it expires at %s",
              spec->user, spec->host, spec->port, spec->database, why, ps.expires_at);
     event_record(ctx->events, k, s, EVENT_NORMAL, "Rotated", msg);
+    restart_workloads(ctx, k, s, spec);
     log_info("rotated", LOG_STR("namespace", s->ns), LOG_STR("secret", s->name),
              LOG_STR("why", why), LOG_STR("identity", ctx->idp->id),
              LOG_STR("expires_at", ps.expires_at), LOG_STR("rotate_at", ps.rotate_at));

@@ -40,6 +40,7 @@ struct rot_stats {
     atomic_long noop;             /* rotations that found nothing to change */
     atomic_long invalid;          /* InvalidConfig */
     atomic_long conflicts;        /* 409 on our write: re-read and retried */
+    atomic_long restarts;         /* workloads rolled after a write */
     atomic_long login[5];         /* by enum pg_login */
     atomic_long login_latency_ms_sum;
 };
