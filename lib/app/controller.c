@@ -53,9 +53,25 @@ struct controller {
     atomic_bool *stop;
 };
 
-static int bearer(struct sbuf **out, void *ctx)
+static int bearer(struct sbuf **out, uint64_t *generation, void *ctx)
 {
-    return kube_config_bearer(out, ctx);
+    struct kube_cred cred = KUBE_CRED_INIT;
+    int rc;
+
+    if ((rc = kube_config_cred(&cred, ctx)) < 0)
+        return rc;
+    *out = cred.bearer;
+    *generation = cred.generation;
+    cred.bearer = NULL;
+    kube_cred_release(&cred);
+    return 0;
+}
+
+static void unauthorized(void *ctx, uint64_t generation)
+{
+    log_warn("kubernetes_unauthorized", LOG_STR("detail", "the API server refused our "
+             "credential (401); fetching a new one"));
+    kube_config_invalidate(ctx, generation);
 }
 
 static int make_identity(struct controller *c)
@@ -91,6 +107,7 @@ int controller_new(struct controller **out, const struct config *cfg)
     if ((rc = kube_config_http_opts(&copts.http, c->kcfg)) < 0)
         goto fail;
     copts.bearer = bearer;
+    copts.unauthorized = unauthorized;
     copts.bearer_ctx = c->kcfg;
     if ((rc = kube_client_new(&c->kube, &copts)) < 0 || (rc = make_identity(c)) < 0)
         goto fail;

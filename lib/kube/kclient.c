@@ -128,18 +128,21 @@ static int make_url(struct buf *url, const struct kube_conn *k, const char *path
     return 0;
 }
 
-int kube_call(cJSON **out, struct kube_conn *k, const char *method, const char *path,
-              const char *content_type, const char *body, size_t body_len)
+static int call_once(cJSON **out, struct kube_conn *k, const char *method, const char *path,
+                     const char *content_type, const char *body, size_t body_len,
+                     bool *unauthorized)
 {
     struct http_resp resp = HTTP_RESP_INIT;
     struct buf url;
     struct sbuf *bearer = NULL;
+    uint64_t gen = 0;
     cJSON *obj = NULL;
     int rc;
 
+    *unauthorized = false;
     if ((rc = make_url(&url, k, path)) < 0)
         goto out;
-    if (k->c->opts.bearer && (rc = k->c->opts.bearer(&bearer, k->c->opts.bearer_ctx)) < 0)
+    if (k->c->opts.bearer && (rc = k->c->opts.bearer(&bearer, &gen, k->c->opts.bearer_ctx)) < 0)
         goto out;
     struct http_req req = { .method = method, .url = url.ptr, .content_type = content_type,
                             .body = body, .body_len = body_len, .bearer = bearer };
@@ -152,6 +155,10 @@ int kube_call(cJSON **out, struct kube_conn *k, const char *method, const char *
             atomic_fetch_add(&k->c->stats.conflicts, 1);
         if (resp.status == 429)
             atomic_fetch_add(&k->c->stats.throttled, 1);
+        if (resp.status == 401 && k->c->opts.unauthorized) {
+            k->c->opts.unauthorized(k->c->opts.bearer_ctx, gen);
+            *unauthorized = true;
+        }
         goto out;
     }
     if (resp.body.len && (rc = json_parse(&obj, resp.body.ptr, resp.body.len, resp.body.max)) < 0) {
@@ -171,23 +178,38 @@ out:
     return rc;
 }
 
+int kube_call(cJSON **out, struct kube_conn *k, const char *method, const char *path,
+              const char *content_type, const char *body, size_t body_len)
+{
+    bool unauthorized;
+    int rc = call_once(out, k, method, path, content_type, body, body_len, &unauthorized);
+
+    if (rc == ERR_DENIED && unauthorized)
+        rc = call_once(out, k, method, path, content_type, body, body_len, &unauthorized);
+    return rc;
+}
+
 int kube_watch(struct kube_conn *k, const char *path, http_line_fn on_line, void *ctx,
                const atomic_bool *stop, long idle_timeout_s)
 {
     struct http_resp resp = HTTP_RESP_INIT;
     struct buf url;
     struct sbuf *bearer = NULL;
+    uint64_t gen = 0;
     int rc;
 
     if ((rc = make_url(&url, k, path)) < 0)
         goto out;
-    if (k->c->opts.bearer && (rc = k->c->opts.bearer(&bearer, k->c->opts.bearer_ctx)) < 0)
+    if (k->c->opts.bearer && (rc = k->c->opts.bearer(&bearer, &gen, k->c->opts.bearer_ctx)) < 0)
         goto out;
     struct http_req req = { .method = "GET", .url = url.ptr, .bearer = bearer };
     atomic_fetch_add(&k->c->stats.requests, 1);
     rc = http_stream(&resp, k->http, &req, on_line, ctx, stop, idle_timeout_s, KUBE_WATCH_LINE_MAX);
-    if (rc == 0 && resp.status && (resp.status < 200 || resp.status > 299))
+    if (rc == 0 && resp.status && (resp.status < 200 || resp.status > 299)) {
         rc = status_error(&resp, "WATCH", path);
+        if (resp.status == 401 && k->c->opts.unauthorized)
+            k->c->opts.unauthorized(k->c->opts.bearer_ctx, gen); /* the retry gets a new one */
+    }
 out:
     if (rc < 0)
         atomic_fetch_add(&k->c->stats.errors, 1);

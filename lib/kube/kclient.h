@@ -12,6 +12,7 @@
 
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <cJSON.h>
 
@@ -19,13 +20,18 @@
 #include "net/http.h"
 
 /* Gives the current bearer token (*out NULL when the client authenticates by
- * certificate). Called before every request; must be thread-safe. */
-typedef int (*kube_bearer_fn)(struct sbuf **out, void *ctx);
+ * certificate) and its generation. Called before every request; must be
+ * thread-safe. */
+typedef int (*kube_bearer_fn)(struct sbuf **out, uint64_t *generation, void *ctx);
+/* The server answered 401 to the credential of this generation: drop it so
+ * the next kube_bearer_fn call fetches a new one (exec plugin, token file). */
+typedef void (*kube_unauthorized_fn)(void *ctx, uint64_t generation);
 
 struct kube_client_opts {
     const char *server;       /* https://host:port, no trailing slash needed */
     struct http_opts http;    /* TLS to the API server */
     kube_bearer_fn bearer;
+    kube_unauthorized_fn unauthorized; /* may be NULL */
     void *bearer_ctx;
     size_t max_object;        /* cap on one response; default 16 MiB */
 };
@@ -52,7 +58,9 @@ void kube_conn_free(struct kube_conn *k);
 
 /* Sends method to path (which starts with "/", query included). body may be
  * NULL. 0: *out is the parsed response object, NULL for an empty body (free
- * with json_wipe_delete: responses may carry Secret data). */
+ * with json_wipe_delete: responses may carry Secret data). A 401 drops the
+ * credential and the request is sent once more with a fresh one, as
+ * client-go does for exec plugins and rotated token files. */
 int kube_call(cJSON **out, struct kube_conn *k, const char *method, const char *path,
               const char *content_type, const char *body, size_t body_len);
 

@@ -172,3 +172,28 @@ func TestManySecretsShareOneToken(t *testing.T) {
 		t.Errorf("%d login checks for one (host, port, database, user, token); want 1", c)
 	}
 }
+
+// A 401 (say, a rotated ServiceAccount token) drops the credential and the
+// request is sent again with a fresh one; nothing fails.
+func TestUnauthorizedRefreshesCredential(t *testing.T) {
+	if realKube() {
+		t.Skip("needs the fake API server to answer 401 on demand")
+	}
+	w := newWorld(t, stack.Options{})
+	if err := w.k.Fake("POST", "faults", map[string]any{
+		"match":  map[string]any{"verb": "patch", "resource": "secrets", "namespace": "auth"},
+		"status": 401, "count": 1}); err != nil {
+		t.Fatal(err)
+	}
+	w.managed("auth", "db", w.pgAnn())
+	sec := w.waitSecret("auth", "db", 30*time.Second, "written after a 401", hasKeys("DATABASE_URL"))
+	if !strings.Contains(w.ctrl.Output(), "kubernetes_unauthorized") {
+		t.Errorf("the 401 was not seen")
+	}
+	if strings.Contains(w.ctrl.Output(), `"reason":"WriteFailed"`) {
+		t.Errorf("a 401 answered by a fresh credential counted as a failed write")
+	}
+	if _, err := w.psql(sec.Value("DATABASE_URL")); err != nil {
+		t.Fatal(err)
+	}
+}
