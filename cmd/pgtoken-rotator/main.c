@@ -7,6 +7,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include "app/cli.h"
 #include "app/config.h"
 #include "app/controller.h"
 #include "base/err.h"
@@ -23,6 +24,8 @@ static void usage(FILE *f)
                "for PostgreSQL, proving each token logs in before it is written.\n\n"
                "commands:\n"
                "  run        run the controller (the default); see run --help\n"
+               "  token      mint a token (or render DATABASE_URL) and print it; see token --help\n"
+               "  check      mint a token and try a login; print the result; see check --help\n"
                "  version    print the version\n"
                "  help       this text\n\n"
                "exit status: 0 success, 1 runtime failure, 2 usage or configuration error\n");
@@ -90,6 +93,17 @@ int main(int argc, char **argv)
     if (argc < 2 || !strcmp(argv[1], "run") || argv[1][0] == '-')
         return cmd_run(argc > 1 && !strcmp(argv[1], "run") ? argc - 1 : argc,
                        argc > 1 && !strcmp(argv[1], "run") ? argv + 1 : argv);
+    if (!strcmp(argv[1], "token") || !strcmp(argv[1], "check")) {
+        int rc;
+        log_set_level(LOG_WARN);
+        signal(SIGPIPE, SIG_IGN);
+        if (http_global_init() < 0)
+            return 1;
+        rc = !strcmp(argv[1], "token") ? cli_token(argc - 1, argv + 1)
+                                       : cli_check(argc - 1, argv + 1);
+        http_global_cleanup();
+        return rc;
+    }
     if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
         printf("pgtoken-rotator %s (%s)\n", PGTR_VERSION, PGTR_GIT_REV);
         return 0;
