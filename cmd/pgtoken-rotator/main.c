@@ -90,6 +90,11 @@ int main(int argc, char **argv)
 {
     /* This process holds tokens: no core dumps, no ptrace by other users. */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    if (argc > 1 && (!strcmp(argv[1], "help") || !strcmp(argv[1], "-h") ||
+                     !strcmp(argv[1], "--help"))) {
+        usage(stdout);
+        return 0;
+    }
     if (argc < 2 || !strcmp(argv[1], "run") || argv[1][0] == '-')
         return cmd_run(argc > 1 && !strcmp(argv[1], "run") ? argc - 1 : argc,
                        argc > 1 && !strcmp(argv[1], "run") ? argv + 1 : argv);
@@ -106,10 +111,6 @@ int main(int argc, char **argv)
     }
     if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
         printf("pgtoken-rotator %s (%s)\n", PGTR_VERSION, PGTR_GIT_REV);
-        return 0;
-    }
-    if (!strcmp(argv[1], "help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
-        usage(stdout);
         return 0;
     }
     fprintf(stderr, "pgtoken-rotator: unknown command %s\n\n", argv[1]);
