@@ -52,6 +52,12 @@ static int cmd_run(int argc, char **argv)
     pthread_t sig_th;
     int rc, lvl;
 
+    /* Block the stop signals first: one that arrives while we start up waits
+     * for the signal thread and ends in a clean shutdown, not a killed process. */
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
     config_init(&cfg);
     rc = config_parse_args(&cfg, argc, argv);
     if (rc == 1) {
@@ -65,10 +71,6 @@ static int cmd_run(int argc, char **argv)
     }
     lvl = log_parse_level(cfg.log_level);
     log_set_level((enum log_level)lvl);
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
     if ((rc = http_global_init()) < 0 || (rc = controller_new(&c, &cfg)) < 0) {
         log_error("startup_failed", LOG_ERR(rc));

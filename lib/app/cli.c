@@ -13,6 +13,7 @@
 #include "base/mem.h"
 #include "base/sbuf.h"
 #include "idp/idp.h"
+#include "idp/imds.h"
 #include "net/http.h"
 #include "pg/pgcheck.h"
 #include "rot/spec.h"
@@ -26,6 +27,8 @@ struct cli_opts {
     const char *db_ca_file;
     const char *db_sslmode;
     const char *key;      /* token: print this output key instead of the token */
+    const char *identity_source; /* "workload-identity" (default) or "imds" */
+    const char *client_id;       /* imds: a user-assigned identity */
     bool env;             /* token: print every output as KEY=VALUE */
     bool json;            /* check: JSON output */
     bool insecure_http_authority;
@@ -52,7 +55,9 @@ static void usage_token(FILE *f)
         "  --scope S                 default https://ossrdbms-aad.database.windows.net/.default\n"
         "  --authority-host URL      default AZURE_AUTHORITY_HOST\n"
         "  --identity-ca-file FILE   CA bundle for the token endpoint (default: system)\n"
-        "  --insecure-allow-http-authority   INSECURE, tests only\n\n"
+        "  --insecure-allow-http-authority   INSECURE, tests only\n"
+        "  --identity-source imds    use the node's managed identity through IMDS instead\n"
+        "  --client-id ID            imds: a user-assigned identity\n\n"
         "exit status: 0 printed; 2 usage; 7 no token (the identity provider refused or failed);\n"
         "1 anything else.\n");
 }
@@ -118,6 +123,12 @@ static int parse(struct cli_opts *o, int argc, char **argv)
             o->db_ca_file = v;
         } else if (!strcmp(a, "--db-sslmode")) {
             o->db_sslmode = v;
+        } else if (!strcmp(a, "--identity-source")) {
+            if (strcmp(v, "workload-identity") && strcmp(v, "imds"))
+                return err_set(ERR_INVALID, "--identity-source wants workload-identity or imds");
+            o->identity_source = v;
+        } else if (!strcmp(a, "--client-id")) {
+            o->client_id = v;
         } else if (!strcmp(a, "--key")) {
             o->key = v;
         } else if (!strcmp(a, "--timeout")) {
@@ -144,6 +155,12 @@ static int mint(struct idp_token *tok, struct idp **who, const struct cli_opts *
     struct http_client *http = NULL;
     int rc;
 
+    if (o->identity_source && !strcmp(o->identity_source, "imds")) {
+        struct idp_imds_opts io = { .client_id = o->client_id };
+        if ((rc = idp_imds_new(who, &io)) < 0)
+            return rc;
+        goto minted_by;
+    }
     if ((rc = idp_wi_opts_from_env(&wo)) < 0)
         return rc;
     if (o->authority_host)
@@ -151,6 +168,7 @@ static int mint(struct idp_token *tok, struct idp **who, const struct cli_opts *
     wo.allow_http_authority = o->insecure_http_authority;
     if ((rc = idp_wi_new(who, &wo)) < 0)
         return rc;
+minted_by:
     ho.tls.ca_file = o->identity_ca_file;
     if ((rc = http_client_new(&http, &ho)) < 0)
         return rc;

@@ -42,7 +42,15 @@ static const struct field fields[] = {
     { "watch.timeoutSeconds", NULL, F_LONG, O(watch_timeout_s), NULL },
     { "watch.idleTimeoutSeconds", NULL, F_LONG, O(watch_idle_timeout_s), NULL },
     { "identity.source", "--identity-source", F_STR, O(identity_source),
-      "workload-identity (default)" },
+      "workload-identity (default) or imds (a node's managed identity)" },
+    { "identity.clientId", "--client-id", F_STR, O(client_id),
+      "imds: the user-assigned identity's client id" },
+    { "identity.tenantId", "--tenant-id", F_STR, O(tenant_id),
+      "tenant of ServiceAccount identities (default AZURE_TENANT_ID)" },
+    { "identity.imdsEndpoint", NULL, F_STR, O(imds_endpoint), NULL },
+    { "identity.allowControllerIdentity", "--allow-controller-identity", F_BOOL,
+      O(allow_controller_identity),
+      "Secrets without pgtoken.io/service-account use the controller's identity (default true)" },
     { "identity.scope", "--scope", F_STR, O(scope),
       "token scope (default https://ossrdbms-aad.database.windows.net/.default)" },
     { "identity.authorityHost", "--authority-host", F_STR, O(authority_host),
@@ -85,6 +93,7 @@ void config_init(struct config *c)
     c->watch_timeout_s = 300;
     c->watch_idle_timeout_s = 120;
     set_str(&c->identity_source, "workload-identity");
+    c->allow_controller_identity = true;
     set_str(&c->scope, "https://ossrdbms-aad.database.windows.net/.default");
     c->refresh_ratio = 0.5;
     c->jitter = 0.1;
@@ -349,8 +358,8 @@ int config_validate(const struct config *c)
         return err_set(ERR_INVALID, "log.level %s: must be debug, info, warn or error", c->log_level);
     if (c->workers < 1 || c->workers > 256)
         return err_set(ERR_INVALID, "workers must be from 1 to 256");
-    if (strcmp(c->identity_source, "workload-identity"))
-        return err_set(ERR_INVALID, "identity.source %s: must be workload-identity",
+    if (strcmp(c->identity_source, "workload-identity") && strcmp(c->identity_source, "imds"))
+        return err_set(ERR_INVALID, "identity.source %s: must be workload-identity or imds",
                        c->identity_source);
     if (!*c->label_selector)
         return err_set(ERR_INVALID, "labelSelector must not be empty: the controller manages "

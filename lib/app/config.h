@@ -19,7 +19,11 @@ struct config {
     long watch_timeout_s;      /* 300 */
     long watch_idle_timeout_s; /* 120 */
     /* identity */
-    char *identity_source;     /* "workload-identity" */
+    char *identity_source;     /* "workload-identity" or "imds" */
+    char *client_id;           /* imds: a user-assigned identity (default: the node's) */
+    char *tenant_id;           /* ServiceAccount identities; default AZURE_TENANT_ID */
+    char *imds_endpoint;       /* default AZURE_POD_IDENTITY_AUTHORITY_HOST or 169.254.169.254 */
+    bool allow_controller_identity; /* true: Secrets without pgtoken.io/service-account use ours */
     char *scope;               /* https://ossrdbms-aad.database.windows.net/.default */
     char *authority_host;      /* NULL: AZURE_AUTHORITY_HOST or the public cloud */
     char *identity_ca_file;    /* NULL: system bundle */

@@ -9,6 +9,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "idp/idp.h"
+#include "idp/imds.h"
 #include "idp/tokcache.h"
 #include "kube/event.h"
 #include "kube/kclient.h"
@@ -44,6 +45,7 @@ struct controller {
     struct queue *queue;
     struct event_recorder *events;
     struct rot_failures *failures;
+    struct idp_registry *idps;
     struct rot_stats rstats;
     struct watch_stats wstats;
     struct reconcile_ctx rctx;
@@ -74,18 +76,30 @@ static void unauthorized(void *ctx, uint64_t generation)
     kube_config_invalidate(ctx, generation);
 }
 
+/* The controller's own identity: workload identity (the AKS webhook's
+ * environment) or a managed identity through IMDS. Without one, only Secrets
+ * naming a ServiceAccount can be served, which is allowed when the
+ * controller's own identity is switched off anyway. */
 static int make_identity(struct controller *c)
 {
+    const struct config *cfg = c->cfg;
     struct idp_wi_opts o;
     int rc;
 
-    if ((rc = idp_wi_opts_from_env(&o)) < 0)
+    if (!strcmp(cfg->identity_source, "imds")) {
+        struct idp_imds_opts io = { .endpoint = cfg->imds_endpoint, .client_id = cfg->client_id };
+        return idp_imds_new(&c->idp, &io);
+    }
+    if ((rc = idp_wi_opts_from_env(&o)) < 0) {
+        if (!cfg->allow_controller_identity)
+            return 0;
         return err_set(ERR_INVALID, "%s: run the pod with the label azure.workload.identity/use="
                        "\"true\" and a ServiceAccount annotated azure.workload.identity/client-id",
                        err_msg());
-    if (c->cfg->authority_host)
-        o.authority_host = c->cfg->authority_host;
-    o.allow_http_authority = c->cfg->insecure_http_authority;
+    }
+    if (cfg->authority_host)
+        o.authority_host = cfg->authority_host;
+    o.allow_http_authority = cfg->insecure_http_authority;
     return idp_wi_new(&c->idp, &o);
 }
 
@@ -122,8 +136,14 @@ int controller_new(struct controller **out, const struct config *cfg)
     c->queue = queue_new();
     c->events = event_recorder_new("pgtoken-rotator", cfg->instance);
     c->failures = rot_failures_new();
+    c->idps = idp_registry_new();
     c->rctx = (struct reconcile_ctx){
         .store = c->store, .events = c->events, .tokens = c->tokens, .idp = c->idp,
+        .allow_controller_identity = cfg->allow_controller_identity, .idps = c->idps,
+        .kube = c->kube, .authority_host = cfg->authority_host ? cfg->authority_host
+                                                                 : getenv("AZURE_AUTHORITY_HOST"),
+        .tenant_id = cfg->tenant_id ? cfg->tenant_id : getenv("AZURE_TENANT_ID"),
+        .allow_http_authority = cfg->insecure_http_authority,
         .scope = cfg->scope, .pg = c->pg, .failures = c->failures, .stats = &c->rstats,
         .pg_opts = { .sslmode = cfg->db_sslmode, .ca_file = cfg->db_ca_file,
                      .insecure_skip_tls_verify = cfg->insecure_skip_db_tls_verify,
@@ -136,7 +156,9 @@ int controller_new(struct controller **out, const struct config *cfg)
     };
     log_info("controller_configured", LOG_STR("server", c->kcfg->server),
              LOG_STR("credentials", kube_cred_kind_name(c->kcfg->cred_kind)),
-             LOG_STR("identity", c->idp->id), LOG_STR("login_check", login_check_name(cfg->login_check)),
+             LOG_STR("identity", c->idp ? c->idp->id : "none"),
+             LOG_BOOL("controller_identity_allowed", cfg->allow_controller_identity),
+             LOG_STR("login_check", login_check_name(cfg->login_check)),
              LOG_STR("label_selector", cfg->label_selector), LOG_I64("workers", cfg->workers));
     *out = c;
     return 0;
@@ -151,6 +173,7 @@ void controller_free(struct controller *c)
         return;
     free(c->watchers);
     rot_failures_free(c->failures);
+    idp_registry_free(c->idps);
     event_recorder_free(c->events);
     queue_free(c->queue);
     store_free(c->store);

@@ -133,14 +133,14 @@ static int form_add(struct sbuf *f, const char *k, const char *v, size_t vlen)
     return url_encode_sb(f, v, vlen);
 }
 
-static int wi_form(struct sbuf **out, const struct idp_wi *wi, const char *scope,
+static int wi_form(struct sbuf **out, const char *client_id, const char *scope,
                    const struct sbuf *assertion)
 {
     static const char atype[] = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
     struct sbuf *f = sbuf_new(WI_FORM_MAX);
     int rc;
 
-    if ((rc = form_add(f, "client_id", wi->client_id, strlen(wi->client_id))) < 0 ||
+    if ((rc = form_add(f, "client_id", client_id, strlen(client_id))) < 0 ||
         (rc = form_add(f, "scope", scope, strlen(scope))) < 0 ||
         (rc = form_add(f, "grant_type", "client_credentials", 18)) < 0 ||
         (rc = form_add(f, "client_assertion_type", atype, sizeof(atype) - 1)) < 0 ||
@@ -152,24 +152,16 @@ static int wi_form(struct sbuf **out, const struct idp_wi *wi, const char *scope
     return 0;
 }
 
-static int wi_mint(struct idp_token *out, struct idp *self, struct http_client *http,
-                   const char *scope)
+int idp_exchange(struct idp_token *out, struct http_client *http, const char *token_url,
+                 const char *client_id, const char *scope, const struct sbuf *assertion)
 {
-    struct idp_wi *wi = (struct idp_wi *)self;
-    struct sbuf *assertion = NULL, *form = NULL;
+    struct sbuf *form = NULL;
     struct http_resp resp = HTTP_RESP_INIT;
     int rc;
 
-    if ((rc = sbuf_read_file(&assertion, wi->token_file, WI_ASSERTION_MAX)) < 0)
+    if ((rc = wi_form(&form, client_id, scope, assertion)) < 0)
         goto out;
-    sbuf_rtrim(assertion);
-    if (!sbuf_len(assertion)) {
-        rc = err_set(ERR_IO, "federated token file %s is empty", wi->token_file);
-        goto out;
-    }
-    if ((rc = wi_form(&form, wi, scope, assertion)) < 0)
-        goto out;
-    struct http_req req = { .method = "POST", .url = wi->token_url,
+    struct http_req req = { .method = "POST", .url = token_url,
                             .content_type = "application/x-www-form-urlencoded",
                             .body = sbuf_expose(form), .body_len = sbuf_len(form) };
     if ((rc = http_do(&resp, http, &req)) < 0)
@@ -180,8 +172,27 @@ static int wi_mint(struct idp_token *out, struct idp *self, struct http_client *
         err_set_retry_after_s(resp.retry_after_s);
 out:
     sbuf_free(form);
-    sbuf_free(assertion);
     http_resp_release(&resp);
+    return rc;
+}
+
+static int wi_mint(struct idp_token *out, struct idp *self, struct http_client *http,
+                   const char *scope)
+{
+    struct idp_wi *wi = (struct idp_wi *)self;
+    struct sbuf *assertion = NULL;
+    int rc;
+
+    if ((rc = sbuf_read_file(&assertion, wi->token_file, WI_ASSERTION_MAX)) < 0)
+        goto out;
+    sbuf_rtrim(assertion);
+    if (!sbuf_len(assertion)) {
+        rc = err_set(ERR_IO, "federated token file %s is empty", wi->token_file);
+        goto out;
+    }
+    rc = idp_exchange(out, http, wi->token_url, wi->client_id, scope, assertion);
+out:
+    sbuf_free(assertion);
     return rc;
 }
 
@@ -206,24 +217,38 @@ static bool safe_segment(const char *s)
                      strlen(s);
 }
 
-int idp_wi_new(struct idp **out, const struct idp_wi_opts *o)
+int idp_token_url(char **out, const char *authority_host, const char *tenant_id,
+                  bool allow_http)
 {
-    const char *auth = o->authority_host ? o->authority_host : "https://login.microsoftonline.com/";
-    struct buf url = BUF_INIT(2048), id = BUF_INIT(512);
-    struct idp_wi *wi;
+    const char *auth = authority_host && *authority_host ? authority_host
+                                                         : "https://login.microsoftonline.com/";
+    struct buf url = BUF_INIT(2048);
 
-    if (!o->client_id || !*o->client_id)
-        return err_set(ERR_INVALID, "workload identity: AZURE_CLIENT_ID is not set");
-    if (!o->tenant_id || !safe_segment(o->tenant_id))
-        return err_set(ERR_INVALID, "workload identity: AZURE_TENANT_ID is missing or malformed");
-    if (!o->token_file || !*o->token_file)
-        return err_set(ERR_INVALID, "workload identity: AZURE_FEDERATED_TOKEN_FILE is not set");
-    if (strncmp(auth, "https://", 8) && !(o->allow_http_authority && !strncmp(auth, "http://", 7)))
-        return err_set(ERR_INVALID, "workload identity: authority host %s is not https", auth);
+    if (!tenant_id || !safe_segment(tenant_id))
+        return err_set(ERR_INVALID, "the tenant id is missing or malformed");
+    if (strncmp(auth, "https://", 8) && !(allow_http && !strncmp(auth, "http://", 7)))
+        return err_set(ERR_INVALID, "authority host %s is not https", auth);
     buf_addstr(&url, auth);
     if (url.len && url.ptr[url.len - 1] != '/')
         buf_addch(&url, '/');
-    buf_addf(&url, "%s/oauth2/v2.0/token", o->tenant_id);
+    buf_addf(&url, "%s/oauth2/v2.0/token", tenant_id);
+    *out = buf_detach(&url, NULL);
+    return 0;
+}
+
+int idp_wi_new(struct idp **out, const struct idp_wi_opts *o)
+{
+    struct buf id = BUF_INIT(512);
+    struct idp_wi *wi;
+    char *url = NULL;
+    int rc;
+
+    if (!o->client_id || !*o->client_id)
+        return err_set(ERR_INVALID, "workload identity: AZURE_CLIENT_ID is not set");
+    if (!o->token_file || !*o->token_file)
+        return err_set(ERR_INVALID, "workload identity: AZURE_FEDERATED_TOKEN_FILE is not set");
+    if ((rc = idp_token_url(&url, o->authority_host, o->tenant_id, o->allow_http_authority)) < 0)
+        return err_wrap(rc, "workload identity (AZURE_TENANT_ID, AZURE_AUTHORITY_HOST)");
     buf_addf(&id, "wi:%s", o->client_id);
     wi = xcalloc(1, sizeof(*wi));
     wi->base.ops = &wi_ops;
@@ -232,7 +257,7 @@ int idp_wi_new(struct idp **out, const struct idp_wi_opts *o)
     wi->client_id = xstrdup(o->client_id);
     wi->tenant_id = xstrdup(o->tenant_id);
     wi->token_file = xstrdup(o->token_file);
-    wi->token_url = buf_detach(&url, NULL);
+    wi->token_url = url;
     *out = &wi->base;
     return 0;
 }

@@ -4,6 +4,7 @@
 #ifndef PGTR_IDP_H
 #define PGTR_IDP_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "base/sbuf.h"
@@ -63,6 +64,16 @@ int idp_wi_new(struct idp **out, const struct idp_wi_opts *o);
  * AZURE_AUTHORITY_HOST (as the AKS webhook injects them). The strings point
  * into the environment. ERR_NOTFOUND when the pod has no workload identity. */
 int idp_wi_opts_from_env(struct idp_wi_opts *o);
+
+/* The federated-credential exchange itself: POSTs assertion for client_id
+ * and scope to token_url (as workload identity does). Errors as mint. */
+int idp_exchange(struct idp_token *out, struct http_client *http, const char *token_url,
+                 const char *client_id, const char *scope, const struct sbuf *assertion);
+
+/* {authority_host}{tenant_id}/oauth2/v2.0/token into *out (free()). The
+ * authority must be https unless allow_http. ERR_INVALID otherwise. */
+int idp_token_url(char **out, const char *authority_host, const char *tenant_id,
+                  bool allow_http);
 
 /* Parses a token endpoint reply (exposed for unit tests and fuzzing):
  * status and body in, token out. now is the epoch second of receipt. */

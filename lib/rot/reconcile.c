@@ -30,6 +30,59 @@ struct rot_failures {
     struct strmap entries; /* key -> struct failure */
 };
 
+struct idp_registry {
+    pthread_mutex_t mu;
+    struct strmap idps; /* "sa:ns/name:client:tenant" -> struct idp */
+};
+
+static void idp_free_v(void *p)
+{
+    idp_free(p);
+}
+
+struct idp_registry *idp_registry_new(void)
+{
+    struct idp_registry *r = xcalloc(1, sizeof(*r));
+
+    pthread_mutex_init(&r->mu, NULL);
+    return r;
+}
+
+void idp_registry_free(struct idp_registry *r)
+{
+    if (!r)
+        return;
+    strmap_clear(&r->idps, idp_free_v);
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+}
+
+/* The identity for ServiceAccount ns/name with this client and tenant. */
+static int registry_get(struct idp **out, const struct reconcile_ctx *ctx, const char *ns,
+                        const char *name, const char *client_id, const char *tenant_id)
+{
+    struct buf key = BUF_INIT(2048);
+    struct idp *p;
+    int rc = 0;
+
+    buf_addf(&key, "%s/%s|%s|%s", ns, name, client_id, tenant_id ? tenant_id : "");
+    pthread_mutex_lock(&ctx->idps->mu);
+    p = strmap_get(&ctx->idps->idps, key.ptr);
+    if (!p) {
+        struct idp_sa_opts o = { .kube = ctx->kube, .ns = ns, .name = name,
+                                 .client_id = client_id, .tenant_id = tenant_id,
+                                 .authority_host = ctx->authority_host,
+                                 .allow_http_authority = ctx->allow_http_authority };
+        if ((rc = idp_sa_new(&p, &o)) == 0)
+            strmap_put(&ctx->idps->idps, key.ptr, p);
+    }
+    pthread_mutex_unlock(&ctx->idps->mu);
+    buf_release(&key);
+    if (rc == 0)
+        *out = p;
+    return rc;
+}
+
 struct rot_failures *rot_failures_new(void)
 {
     struct rot_failures *f = xcalloc(1, sizeof(*f));
@@ -421,20 +474,62 @@ static void restart_workloads(const struct reconcile_ctx *ctx, struct kube_conn 
     }
 }
 
+/* Which identity mints this Secret's token: the ServiceAccount it names (in
+ * its own namespace: the spec allows a bare name only), or the controller's
+ * own when that is allowed. A problem the user must fix is InvalidConfig. */
+static int pick_identity(struct idp **out, struct reconcile_result *res,
+                         const struct reconcile_ctx *ctx, struct kube_conn *k,
+                         const struct kube_secret *s, const char *key, const struct spec *spec)
+{
+    char *cid = NULL, *tid = NULL, msg[STATUS_MSG_MAX];
+    int rc;
+
+    if (!spec->service_account) {
+        if (ctx->idp && ctx->allow_controller_identity) {
+            *out = ctx->idp;
+            return 0;
+        }
+        snprintf(msg, sizeof(msg), "this controller mints tokens only for a ServiceAccount the "
+                 "Secret names with pgtoken.io/service-account%s",
+                 ctx->idp ? " (identity.allowControllerIdentity is false)"
+                          : " (it has no identity of its own)");
+        res->requeue_after_ms = fail(ctx, k, s, key, "InvalidConfig", msg, 0, false);
+        return ERR_INVALID;
+    }
+    rc = idp_sa_lookup(&cid, &tid, k, s->ns, spec->service_account);
+    if (rc == 0)
+        rc = registry_get(out, ctx, s->ns, spec->service_account, cid,
+                          tid ? tid : ctx->tenant_id);
+    if (rc == ERR_NOTFOUND || rc == ERR_INVALID) {
+        snprintf(msg, sizeof(msg), "pgtoken.io/service-account: %s", err_msg());
+        res->requeue_after_ms = fail(ctx, k, s, key, "InvalidConfig", msg, 0, false);
+    } else if (rc < 0) {
+        snprintf(msg, sizeof(msg), "reading ServiceAccount %s/%s failed: %s", s->ns,
+                 spec->service_account, err_msg());
+        res->requeue_after_ms = fail(ctx, k, s, key, "TokenFailed", msg, status_expiry_ms(s), false);
+    }
+    free(cid);
+    free(tid);
+    return rc;
+}
+
 static int rotate(struct reconcile_result *out, const struct reconcile_ctx *ctx,
                   struct kube_conn *k, const struct kube_secret *s, const char *key,
                   const struct spec *spec, const char *hash, const char *why)
 {
     struct idp_token tok = { NULL, 0, 0 };
+    struct idp *who = NULL;
     struct sbuf **values = xcalloc(spec->n_outputs, sizeof(struct sbuf *)), *body = NULL;
     struct policy_status ps;
     uint64_t seed = policy_seed(s->ns, s->name);
     char msg[STATUS_MSG_MAX];
     int rc;
 
-    if ((rc = tokcache_get(&tok, ctx->tokens, ctx->idp, ctx->scope,
+    if ((rc = pick_identity(&who, out, ctx, k, s, key, spec)) < 0)
+        goto out;
+    if ((rc = tokcache_get(&tok, ctx->tokens, who, ctx->scope,
                            ctx->policy.refresh_ratio / 2)) < 0) {
-        snprintf(msg, sizeof(msg), "token request for %s failed: %s", ctx->idp->id, err_msg());
+        snprintf(msg, sizeof(msg), "token request for %s failed: %s", who->id, err_msg());
         out->requeue_after_ms = fail(ctx, k, s, key, "TokenFailed", msg, status_expiry_ms(s), true);
         goto out;
     }
@@ -454,7 +549,7 @@ static int rotate(struct reconcile_result *out, const struct reconcile_ctx *ctx,
             out->requeue_after_ms = POLICY_MIN_DELAY_MS; /* never a busy loop */
         goto out;
     }
-    if ((rc = build_patch(&body, s, spec, values, &ps, ctx->idp->id)) < 0) {
+    if ((rc = build_patch(&body, s, spec, values, &ps, who->id)) < 0) {
         out->requeue_after_ms = fail(ctx, k, s, key, "InvalidConfig", err_msg(), 0, false);
         goto out;
     }
@@ -485,7 +580,7 @@ static int rotate(struct reconcile_result *out, const struct reconcile_ctx *ctx,
     event_record(ctx->events, k, s, EVENT_NORMAL, "Rotated", msg);
     restart_workloads(ctx, k, s, spec);
     log_info("rotated", LOG_STR("namespace", s->ns), LOG_STR("secret", s->name),
-             LOG_STR("why", why), LOG_STR("identity", ctx->idp->id),
+             LOG_STR("why", why), LOG_STR("identity", who->id),
              LOG_STR("expires_at", ps.expires_at), LOG_STR("rotate_at", ps.rotate_at));
     out->requeue_after_ms = policy_due_at_ms(tok.issued_at * 1000, tok.expires_at * 1000, seed,
                                              &ctx->policy) - clock_wall_ms();

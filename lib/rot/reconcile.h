@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "idp/idp.h"
+#include "idp/sa.h"
 #include "idp/tokcache.h"
 #include "kube/event.h"
 #include "kube/kclient.h"
@@ -46,6 +47,13 @@ struct rot_stats {
 };
 
 struct rot_failures;
+struct idp_registry;
+
+/* Identities of ServiceAccounts named by Secrets, created on first use and
+ * kept (one per ServiceAccount and client id) so that their tokens are
+ * cached and shared like the controller's own. Thread-safe. */
+struct idp_registry *idp_registry_new(void);
+void idp_registry_free(struct idp_registry *r);
 
 struct rot_failures *rot_failures_new(void);
 void rot_failures_free(struct rot_failures *f);
@@ -54,7 +62,13 @@ struct reconcile_ctx {
     struct store *store;
     struct event_recorder *events;
     struct tokcache *tokens;
-    struct idp *idp;               /* the controller's own identity */
+    struct idp *idp;               /* the controller's own identity; NULL: none */
+    bool allow_controller_identity; /* false: every Secret must name a ServiceAccount */
+    struct idp_registry *idps;     /* per-ServiceAccount identities */
+    struct kube_client *kube;      /* for ServiceAccount identities' TokenRequests */
+    const char *tenant_id;         /* default tenant for ServiceAccount identities */
+    const char *authority_host;
+    bool allow_http_authority;
     const char *scope;
     struct pg_check_cache *pg;
     struct pg_check_opts pg_opts;
