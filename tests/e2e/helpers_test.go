@@ -63,6 +63,11 @@ func (w *world) stopController() {
 	if w.ctrl == nil {
 		return
 	}
+	// A signal that lands before main() has blocked it (the runtime is still
+	// loading) kills the process outright: let it get going first.
+	for i := 0; i < 100 && !w.ctrl.Exited() && !strings.Contains(w.ctrl.Output(), `"msg":"controller_`); i++ {
+		time.Sleep(100 * time.Millisecond)
+	}
 	start := time.Now()
 	err := w.ctrl.Stop(15 * time.Second)
 	if err != nil {
