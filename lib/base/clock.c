@@ -1,5 +1,6 @@
 #include "base/clock.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -49,14 +50,36 @@ static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
     return era * 146097 + (int64_t)doe - 719468;
 }
 
+/* Fixed-width digits and separators: sscanf's %d alone would also take a sign or leading
+ * spaces ("17:-4", "T 1"). Stops at the first mismatch, so never reads past a short s. */
+static bool rfc3339_shaped(const char *s)
+{
+    static const char pat[] = "dddd-dd-ddTdd:dd:dd";
+
+    for (size_t i = 0; i < sizeof(pat) - 1; i++)
+        if (pat[i] == 'd' ? s[i] < '0' || s[i] > '9' : s[i] != pat[i])
+            return false;
+    return true;
+}
+
+static int days_in_month(int y, int mo)
+{
+    static const int days[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+
+    return days[mo - 1] + (mo == 2 && leap);
+}
+
 int clock_parse_rfc3339(int64_t *out, const char *s)
 {
     int y, mo, d, h, mi, sec, n = 0;
     const char *p;
 
-    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6 || n != 19)
+    if (!rfc3339_shaped(s) ||
+        sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6 || n != 19)
         return err_set(ERR_PARSE, "not an RFC 3339 time");
-    if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60 || y < 1970)
+    if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 ||
+        sec > 60 || y < 1970)
         return err_set(ERR_PARSE, "RFC 3339 time out of range");
     p = s + 19;
     if (*p == '.')

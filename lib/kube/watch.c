@@ -22,7 +22,7 @@ struct watch_state {
     const struct watch_handler *h;
     struct watch_stats *stats;
     const atomic_bool *stop;
-    char rv[64];
+    char rv[WATCH_RV_MAX];
     bool gone;      /* the stream said 410: relist */
     int error_code; /* another ERROR event */
 };
@@ -166,6 +166,18 @@ static int on_event(void *ctx, const char *line, size_t len)
         }
     }
     json_wipe_delete(ev);
+    return rc;
+}
+
+int watch_parse_event(struct store *st, const struct watch_handler *h, struct watch_stats *stats,
+                      char rv[WATCH_RV_MAX], const char *line, size_t len)
+{
+    struct watch_state w = { NULL, st, NULL, h, stats, NULL, "", false, 0 };
+    int rc;
+
+    memcpy(w.rv, rv, strnlen(rv, WATCH_RV_MAX - 1));
+    rc = on_event(&w, line, len);
+    memcpy(rv, w.rv, WATCH_RV_MAX);
     return rc;
 }
 

@@ -10,6 +10,7 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "kube/kclient.h"
 #include "kube/store.h"
@@ -42,6 +43,17 @@ struct watch_stats {
  * with backoff, never returned: the controller keeps running. */
 int watch_run(struct kube_conn *k, struct store *st, const struct watch_opts *o,
               const struct watch_handler *h, const atomic_bool *stop, struct watch_stats *stats);
+
+#define WATCH_RV_MAX 64 /* bytes of a resourceVersion we keep, NUL included */
+
+/* Handles one line of a watch stream (a JSON watch event, without its newline) exactly as
+ * watch_run does: ADDED and MODIFIED upsert the Secret into st, DELETED removes it, and h hears
+ * of it; every event but ERROR moves rv (the NUL-terminated version a resumed watch starts
+ * from); an unknown type is ignored. 0; ERR_GONE for a 410 ERROR event (relist);
+ * ERR_UNAVAILABLE for another ERROR event; ERR_PARSE (ERR_TOOBIG over 4 MiB) when the line is
+ * not an event (reconnect). Exposed for tests and fuzzing. */
+int watch_parse_event(struct store *st, const struct watch_handler *h, struct watch_stats *stats,
+                      char rv[WATCH_RV_MAX], const char *line, size_t len);
 
 /* Sleeps ms, waking early (within 50 ms) when *stop becomes true. */
 void sleep_unless_stopped(long ms, const atomic_bool *stop);

@@ -20,7 +20,14 @@
 #define DEFAULT_DATABASE "postgres"
 #define RATIO_DIGITS_MAX 9
 
-enum { FMT_URL = 1u << 0 };
+enum {
+    FMT_URL = 1u << 0,
+    FMT_PRISMA = 1u << 1,
+    FMT_PREFECT = 1u << 2,
+    FMT_PGENV = 1u << 3,
+    FMT_PGPASS = 1u << 4,
+    FMT_JDBC = 1u << 5,
+};
 
 /* State of one spec_parse: the spec being built and what has been seen. */
 struct ctx {
@@ -33,31 +40,84 @@ struct ctx {
 
 typedef int (*field_fn)(struct ctx *c, const char *name, const char *v);
 
+/* One key of a preset. Its text may depend on the sslmode, because some clients spell TLS
+ * their own way: text[m] is the text for enum spec_sslmode m, and NULL means text[0]. */
 struct preset_out {
     const char *key;
-    const char *text;
+    const char *text[3];
+    enum spec_escape escape;
 };
 
 struct preset {
     const char *name;
-    unsigned bit; /* 0: reserved, not supported yet */
+    unsigned bit;
     const struct preset_out *outs;
     size_t n_outs;
 };
 
+#define PG_URL "postgresql://{user}:{password}@{host}:{port}/{database}"
+#define ASYNCPG_URL "postgresql+asyncpg://{user}:{password}@{host}:{port}/{database}"
+#define PREFECT_TLS "PREFECT_SERVER_DATABASE_SQLALCHEMY_CONNECT_ARGS_TLS_"
+
 static const struct preset_out url_outs[] = {
-    { "DATABASE_URL",
-      "postgresql://{user}:{password}@{host}:{port}/{database}?sslmode={sslmode}" },
-    { "password", "{password}" },
+    { "DATABASE_URL", { PG_URL "?sslmode={sslmode}" }, SPEC_ESCAPE_NONE },
+    { "password", { "{password}" }, SPEC_ESCAPE_NONE },
 };
 
+/* node-postgres 8 (under @prisma/adapter-pg) takes require and verify-ca as verify-full and
+ * warns that pg 9 will switch to libpq's meaning. So the value says what it means in both:
+ * require as libpq's (TLS, no verification) with uselibpqcompat=true; verify-ca as
+ * verify-full, because node-postgres can check a chain without the host name only against
+ * a CA file named in the URL (sslrootcert), which the preset cannot know. verify-full
+ * checks against Node's CA store (plus NODE_EXTRA_CA_CERTS). */
+static const struct preset_out prisma_outs[] = {
+    { "DATABASE_URL",
+      { PG_URL "?sslmode=require&uselibpqcompat=true", PG_URL "?sslmode=verify-full",
+        PG_URL "?sslmode=verify-full" },
+      SPEC_ESCAPE_NONE },
+};
+
+/* Prefect 3 (SQLAlchemy 2 + asyncpg) hands URL query parameters to asyncpg.connect as
+ * keyword arguments, so sslmode= breaks it. Verification goes through Prefect's TLS
+ * settings, which build a context from the system CA store (or ..._TLS_CA_FILE) that always
+ * checks the chain; require, which checks nothing, is asyncpg's own ssl=require. All three
+ * keys are always written, so changing the sslmode never leaves a stale one behind. */
+static const struct preset_out prefect_outs[] = {
+    { "PREFECT_SERVER_DATABASE_CONNECTION_URL", { ASYNCPG_URL "?ssl=require", ASYNCPG_URL },
+      SPEC_ESCAPE_NONE },
+    { PREFECT_TLS "CHECK_HOSTNAME", { "false", "false", "true" }, SPEC_ESCAPE_NONE },
+    { PREFECT_TLS "ENABLED", { "false", "true" }, SPEC_ESCAPE_NONE },
+};
+
+static const struct preset_out pgenv_outs[] = {
+    { "PGDATABASE", { "{database}" }, SPEC_ESCAPE_NONE },
+    { "PGHOST", { "{host}" }, SPEC_ESCAPE_NONE },
+    { "PGPASSWORD", { "{password}" }, SPEC_ESCAPE_NONE },
+    { "PGPORT", { "{port}" }, SPEC_ESCAPE_NONE },
+    { "PGSSLMODE", { "{sslmode}" }, SPEC_ESCAPE_NONE },
+    { "PGUSER", { "{user}" }, SPEC_ESCAPE_NONE },
+};
+
+static const struct preset_out pgpass_outs[] = {
+    { "pgpass", { "{host}:{port}:{database}:{user}:{password}\n" }, SPEC_ESCAPE_PGPASS },
+};
+
+/* pgJDBC decodes the percent-encoded database name; user and password go separately. */
+static const struct preset_out jdbc_outs[] = {
+    { "JDBC_PASSWORD", { "{password}" }, SPEC_ESCAPE_NONE },
+    { "JDBC_URL", { "jdbc:postgresql://{host}:{port}/{database}?sslmode={sslmode}" },
+      SPEC_ESCAPE_NONE },
+    { "JDBC_USER", { "{user}" }, SPEC_ESCAPE_NONE },
+};
+
+#define OUTS(a) a, sizeof(a) / sizeof(a[0])
 static const struct preset presets[] = {
-    { "url", FMT_URL, url_outs, sizeof(url_outs) / sizeof(url_outs[0]) },
-    { "prisma", 0, NULL, 0 },
-    { "prefect", 0, NULL, 0 },
-    { "pgenv", 0, NULL, 0 },
-    { "pgpass", 0, NULL, 0 },
-    { "jdbc", 0, NULL, 0 },
+    { "url", FMT_URL, OUTS(url_outs) },
+    { "prisma", FMT_PRISMA, OUTS(prisma_outs) },
+    { "prefect", FMT_PREFECT, OUTS(prefect_outs) },
+    { "pgenv", FMT_PGENV, OUTS(pgenv_outs) },
+    { "pgpass", FMT_PGPASS, OUTS(pgpass_outs) },
+    { "jdbc", FMT_JDBC, OUTS(jdbc_outs) },
 };
 #define N_PRESETS (sizeof(presets) / sizeof(presets[0]))
 
@@ -408,17 +468,14 @@ static int format_item(struct ctx *c, const char *name, const char *it, size_t n
     char what[SHOWN_MAX + 4];
 
     for (size_t i = 0; i < N_PRESETS; i++) {
-        if (!word_is(it, n, presets[i].name))
-            continue;
-        c->formats |= presets[i].bit;
-        if (presets[i].bit)
+        if (word_is(it, n, presets[i].name)) {
+            c->formats |= presets[i].bit;
             return 0;
-        return err_set(ERR_INVALID, "%s: format \"%s\" is reserved but not supported yet "
-                       "(supported: url)", name, presets[i].name);
+        }
     }
     if (n == 0)
         return err_set(ERR_INVALID, "%s: empty entry", name);
-    return err_set(ERR_INVALID, "%s: unknown format%s (supported: url)", name,
+    return err_set(ERR_INVALID, "%s: unknown format%s (supported: " SPEC_FORMATS ")", name,
                    quoted_word(what, it, n));
 }
 
@@ -473,7 +530,8 @@ static struct spec_output *find_output(const struct spec *s, const char *key)
 }
 
 /* Compiles text into a new output key; name is the annotation to blame. */
-static int add_output(struct spec *s, const char *name, const char *key, const char *text)
+static int add_output(struct spec *s, const char *name, const char *key, const char *text,
+                      enum spec_escape escape)
 {
     struct tmpl *t = NULL;
     int rc;
@@ -481,7 +539,7 @@ static int add_output(struct spec *s, const char *name, const char *key, const c
     if ((rc = tmpl_compile(&t, text)) < 0)
         return err_wrap(rc, "%s", name);
     s->outputs = xrealloc(s->outputs, (s->n_outputs + 1) * sizeof(*s->outputs));
-    s->outputs[s->n_outputs++] = (struct spec_output){ xstrdup(key), t };
+    s->outputs[s->n_outputs++] = (struct spec_output){ xstrdup(key), t, escape };
     return 0;
 }
 
@@ -501,20 +559,54 @@ static int add_template(struct ctx *c, const char *name, const char *key, const 
     if (find_output(c->s, key))
         return err_set(ERR_INVALID, "%s: given twice", name);
     c->n_templates++;
-    return add_output(c->s, name, key, v);
+    return add_output(c->s, name, key, v, SPEC_ESCAPE_NONE);
 }
 
+static const char *preset_text(const struct preset_out *o, enum spec_sslmode m)
+{
+    return o->text[m] ? o->text[m] : o->text[0];
+}
+
+/* The preset before preset p (in table order) that is enabled and writes key, or NULL. */
+static const struct preset *earlier_writer(unsigned formats, size_t p, const char *key)
+{
+    for (size_t i = 0; i < p; i++) {
+        if (!(presets[i].bit & formats))
+            continue;
+        for (size_t k = 0; k < presets[i].n_outs; k++)
+            if (!strcmp(presets[i].outs[k].key, key))
+                return &presets[i];
+    }
+    return NULL;
+}
+
+/* Adds the keys of every enabled preset that no template gave. Two presets that both write a
+ * key (url and prisma: DATABASE_URL) must be settled by a template for that key. */
 static int add_presets(struct ctx *c)
 {
+    size_t n_templates = c->s->n_outputs; /* before this, only templates were added */
     int rc = 0;
 
     for (size_t i = 0; rc == 0 && i < N_PRESETS; i++) {
         if (!(presets[i].bit & c->formats))
             continue;
-        for (size_t k = 0; rc == 0 && k < presets[i].n_outs; k++)
-            if (!find_output(c->s, presets[i].outs[k].key))
-                rc = add_output(c->s, SPEC_PREFIX "format", presets[i].outs[k].key,
-                                presets[i].outs[k].text);
+        for (size_t k = 0; rc == 0 && k < presets[i].n_outs; k++) {
+            const struct preset_out *o = &presets[i].outs[k];
+            const struct preset *other = earlier_writer(c->formats, i, o->key);
+            bool templated = false;
+
+            for (size_t t = 0; t < n_templates; t++)
+                templated = templated || !strcmp(c->s->outputs[t].key, o->key);
+            if (templated)
+                continue;
+            if (other)
+                rc = err_set(ERR_INVALID, SPEC_PREFIX "format: %s and %s both write %s; keep "
+                             "one, or set " SPEC_PREFIX "template.%s", other->name,
+                             presets[i].name, o->key, o->key);
+            else
+                rc = add_output(c->s, SPEC_PREFIX "format", o->key,
+                                preset_text(o, c->s->sslmode), o->escape);
+        }
     }
     return rc;
 }
@@ -736,6 +828,8 @@ void spec_hash(char out[17], const struct spec *s)
     for (size_t i = 0; i < s->n_outputs; i++) {
         hash_field(&b, s->outputs[i].key);
         hash_field(&b, tmpl_text(s->outputs[i].tmpl));
+        if (s->outputs[i].escape != SPEC_ESCAPE_NONE) /* absent when none: older hashes hold */
+            buf_addf(&b, "e%d;", (int)s->outputs[i].escape);
     }
     EVP_Digest(b.ptr, b.len, md, &md_len, EVP_sha256(), NULL);
     for (int i = 0; i < 8; i++) {
@@ -756,9 +850,39 @@ void spec_values(struct tmpl_values *out, const struct spec *s, const struct sbu
     out->sslmode = spec_sslmode_name(s->sslmode);
 }
 
+/* s with each ':' and backslash escaped by a backslash, as libpq reads a .pgpass field. */
+static char *pgpass_field(const char *s)
+{
+    char *out = xmalloc(2 * strlen(s) + 1), *o = out;
+
+    for (; *s; s++) {
+        if (*s == ':' || *s == '\\')
+            *o++ = '\\';
+        *o++ = *s;
+    }
+    *o = '\0';
+    return out;
+}
+
+static struct sbuf *pgpass_secret(const struct sbuf *password)
+{
+    const char *p = sbuf_expose(password);
+    size_t n = sbuf_len(password);
+    struct sbuf *out = sbuf_new(2 * n + 1);
+
+    /* The cap is twice the input: the appends cannot fail. */
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] == ':' || p[i] == '\\')
+            (void)sbuf_add(out, "\\", 1);
+        (void)sbuf_add(out, p + i, 1);
+    }
+    return out;
+}
+
 int spec_render(struct sbuf **out, const struct spec *s, size_t i, const struct sbuf *password)
 {
-    struct sbuf *b = sbuf_new(TMPL_OUT_MAX);
+    struct sbuf *b = sbuf_new(TMPL_OUT_MAX), *pw = NULL;
+    char *user = NULL, *host = NULL, *database = NULL;
     struct tmpl_values v;
     int rc;
 
@@ -767,11 +891,22 @@ int spec_render(struct sbuf **out, const struct spec *s, size_t i, const struct 
         goto out;
     }
     spec_values(&v, s, password);
+    if (s->outputs[i].escape == SPEC_ESCAPE_PGPASS) {
+        v.user = user = pgpass_field(s->user);
+        v.host = host = pgpass_field(s->host);
+        v.database = database = pgpass_field(s->database);
+        if (password)
+            v.password = pw = pgpass_secret(password);
+    }
     if ((rc = tmpl_render(b, s->outputs[i].tmpl, &v)) < 0)
         goto out;
     *out = b;
     b = NULL;
 out:
+    free(user);
+    free(host);
+    free(database);
+    sbuf_free(pw);
     sbuf_free(b);
     return rc;
 }

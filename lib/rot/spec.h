@@ -10,8 +10,7 @@
  *   pgtoken.io/database          default "postgres"; same rules as user
  *   pgtoken.io/port              default 5432; 1..5 ASCII digits, 1..65535 ("05432" is 5432)
  *   pgtoken.io/sslmode           default "require"; require | verify-ca | verify-full
- *   pgtoken.io/format            comma list of presets (spaces around items allowed): "url" (the
- *                                default); prisma, prefect, pgenv, pgpass, jdbc are reserved
+ *   pgtoken.io/format            comma list of presets (spaces around items allowed), below
  *   pgtoken.io/template.KEY      Secret key KEY from a template (rot/tmpl.h); KEY is 1..253 of
  *                                [-._a-zA-Z0-9], not "." or "..*", not "pgtoken*" (any case)
  *   pgtoken.io/login-check       required | best-effort | off
@@ -22,10 +21,40 @@
  *                                namespace
  *   pgtoken.io/status.*          written by the controller; ignored here
  *
- * Outputs: with neither templates nor format, the "url" preset: password = "{password}" and
- * DATABASE_URL = "postgresql://{user}:{password}@{host}:{port}/{database}?sslmode={sslmode}".
- * With templates and no format, only the templates. Presets and templates combine; a template
- * overrides a preset key of the same name. Outputs are sorted by key.
+ * Outputs: with neither templates nor format, the "url" preset. With templates and no format,
+ * only the templates. Presets and templates combine; a template overrides a preset key of the
+ * same name. Two presets that write the same key (url and prisma: DATABASE_URL) are refused
+ * unless a template gives that key. Outputs are sorted by key. The presets (U is
+ * "{user}:{password}@{host}:{port}/{database}", rendered as a URL template: user, password
+ * and database percent-encoded, an IPv6 host in brackets):
+ *
+ *   url      DATABASE_URL  postgresql://U?sslmode={sslmode}       (libpq, psycopg, asyncpg)
+ *            password      {password}
+ *   prisma   DATABASE_URL  for node-postgres 8 and 9 (Prisma 7's @prisma/adapter-pg), which
+ *                          take sslmode=require as verify-full unless uselibpqcompat=true:
+ *                          require      postgresql://U?sslmode=require&uselibpqcompat=true
+ *                          verify-ca    postgresql://U?sslmode=verify-full  (node-postgres
+ *                          verify-full  checks a chain without the host only against a CA file
+ *                                       named in the URL, which the preset cannot know)
+ *   prefect  PREFECT_SERVER_DATABASE_CONNECTION_URL (Prefect 3 reads it before the older
+ *                          PREFECT_API_DATABASE_CONNECTION_URL); SQLAlchemy passes URL
+ *                          parameters to asyncpg.connect, which has no sslmode, so TLS is
+ *                          asyncpg's ssl=require or Prefect's TLS settings (a context from the
+ *                          system CA store, or its ..._TLS_CA_FILE, that checks the chain):
+ *                          require      postgresql+asyncpg://U?ssl=require
+ *                          verify-*     postgresql+asyncpg://U
+ *            PREFECT_SERVER_DATABASE_SQLALCHEMY_CONNECT_ARGS_TLS_ENABLED
+ *                          "false" for require, else "true"
+ *            PREFECT_SERVER_DATABASE_SQLALCHEMY_CONNECT_ARGS_TLS_CHECK_HOSTNAME
+ *                          "true" for verify-full, else "false"
+ *   pgenv    PGHOST PGPORT PGDATABASE PGUSER PGPASSWORD PGSSLMODE: the raw values (for envFrom;
+ *            an IPv6 host without brackets)
+ *   pgpass   pgpass        "{host}:{port}:{database}:{user}:{password}\n", a .pgpass line:
+ *                          each ':' and backslash in a field escaped by a backslash
+ *   jdbc     JDBC_URL      jdbc:postgresql://{host}:{port}/{database}?sslmode={sslmode}
+ *                          (pgJDBC decodes the percent-encoded database)
+ *            JDBC_USER     {user}
+ *            JDBC_PASSWORD {password}
  *
  * Every value is at most SPEC_VALUE_MAX bytes of UTF-8. Any other pgtoken.io/ annotation is
  * refused. Messages name the annotation and never quote a host, user, database, template or
@@ -58,9 +87,20 @@ enum spec_login_check {
 
 enum spec_restart_kind { SPEC_RESTART_DEPLOYMENT, SPEC_RESTART_STATEFULSET };
 
+/* What spec_render does to each value before the template sees it (after it, a URL
+ * template still percent-encodes). Only presets set one; templates get SPEC_ESCAPE_NONE. */
+enum spec_escape {
+    SPEC_ESCAPE_NONE,
+    SPEC_ESCAPE_PGPASS, /* a backslash before each ':' and backslash (a .pgpass field) */
+};
+
+/* Every preset name, for messages. */
+#define SPEC_FORMATS "url, prisma, prefect, pgenv, pgpass, jdbc"
+
 struct spec_output {
     char *key;          /* the Secret data key */
     struct tmpl *tmpl;  /* owned by the spec */
+    enum spec_escape escape;
 };
 
 struct spec_restart {
@@ -99,15 +139,16 @@ int spec_parse(struct spec *out, const cJSON *annotations);
 void spec_release(struct spec *s);
 
 /* A stable fingerprint of everything that changes the written values: host, port, database,
- * user, sslmode, the outputs (keys and template texts) and the service account (it changes the
- * principal the token is minted for). 16 hex characters of SHA-256 and a NUL into out. */
+ * user, sslmode, the outputs (keys, template texts and escapes) and the service account (it
+ * changes the principal the token is minted for). 16 hex characters of SHA-256 and a NUL into
+ * out. */
 void spec_hash(char out[17], const struct spec *s);
 
 /* Fills *out with s's values and password (borrowed: both must outlive *out). */
 void spec_values(struct tmpl_values *out, const struct spec *s, const struct sbuf *password);
 
-/* Renders output i with password. 0: *out is a new secret buffer (the caller frees it);
- * ERR_TOOBIG over TMPL_OUT_MAX. */
+/* Renders output i with password, applying its escape. 0: *out is a new secret buffer (the
+ * caller frees it); ERR_TOOBIG over TMPL_OUT_MAX. */
 int spec_render(struct sbuf **out, const struct spec *s, size_t i, const struct sbuf *password);
 
 /* "require", "verify-ca", "verify-full". */
