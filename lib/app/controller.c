@@ -250,9 +250,7 @@ static void *worker_main(void *arg)
         struct reconcile_result res;
         reconcile_secret(&res, &c->rctx, k, key);
         queue_done(c->queue, key);
-        if (res.requeue_now)
-            queue_add(c->queue, key);
-        else if (res.requeue_after_ms > 0)
+        if (res.requeue_after_ms > 0)
             queue_add_after(c->queue, key, res.requeue_after_ms);
         free(key);
     }

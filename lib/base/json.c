@@ -1,5 +1,6 @@
 #include "base/json.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,13 +90,16 @@ int json_i64(int64_t *out, const cJSON *obj, const char *key)
         return 0;
     }
     if (cJSON_IsString(v)) {
-        const char *s = v->valuestring;
+        const char *s = v->valuestring, *digits = s + (*s == '-');
         char *endp;
         long long n;
-        if (!*s || strspn(s + (*s == '-'), "0123456789") != strlen(s + (*s == '-')) ||
-            strlen(s) > 19)
+        /* At least one digit ("-" is not 0), and in range (strtoll would saturate). */
+        if (!*digits || strspn(digits, "0123456789") != strlen(digits) || strlen(s) > 19)
             return err_set(ERR_PARSE, "field %s is not an integer", key);
+        errno = 0;
         n = strtoll(s, &endp, 10);
+        if (errno == ERANGE)
+            return err_set(ERR_PARSE, "field %s is out of range", key);
         *out = n;
         return 0;
     }

@@ -16,6 +16,7 @@
 #define WI_ASSERTION_MAX (64u * 1024)
 #define WI_FORM_MAX (80u * 1024)
 #define IDP_SKEW_TOLERANCE_S 300
+#define IDP_EXPIRES_IN_MAX (366 * 86400) /* longer than any access token lives */
 
 void idp_token_release(struct idp_token *t)
 {
@@ -84,7 +85,10 @@ int idp_parse_token_response(struct idp_token *out, long status, const char *bod
         rc = err_set(ERR_PARSE, "token endpoint reply has no access_token");
         goto out;
     }
-    if (json_i64(&expires_in, j, "expires_in") < 0 || expires_in <= 0)
+    /* Not believed when absent, not positive or absurd (which also keeps now + expires_in
+     * and the comparisons with exp below from overflowing). */
+    if (json_i64(&expires_in, j, "expires_in") < 0 || expires_in <= 0 ||
+        expires_in > IDP_EXPIRES_IN_MAX)
         expires_in = 0;
     if (jwt_read_times(&t, tok, strlen(tok)) < 0) {
         /* An opaque token: trust expires_in alone. */

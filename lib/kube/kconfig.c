@@ -509,6 +509,17 @@ out:
     return rc;
 }
 
+int kube_exec_credential_parse(struct kube_cred *out, int64_t *expires_at, const char *text,
+                               size_t len, const char *api_version)
+{
+    struct kc_exec ex = { .command = (char *)"(exec plugin)", .api_version = (char *)api_version };
+    struct sbuf *raw = sbuf_from(text, len);
+    int rc = exec_parse(out, expires_at, raw, &ex);
+
+    sbuf_free(raw);
+    return rc;
+}
+
 /* When to run the plugin again: KUBE_EXEC_EXPIRY_SKEW_S before expiry, but no
  * sooner than expiry itself for a credential given that close to it (no
  * back-to-back runs). */

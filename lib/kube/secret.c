@@ -61,6 +61,13 @@ int kube_secret_from_json(struct kube_secret **out, const cJSON *obj)
     if (!meta || !ns || !name || !rv)
         return err_set(ERR_PARSE, "Secret object lacks metadata.%s",
                        !meta ? "" : !ns ? "namespace" : !name ? "name" : "resourceVersion");
+    /* What the API server allows; kube_secret_key's capped buffer relies on it. */
+    if (strlen(ns) > KUBE_SECRET_NAMESPACE_MAX)
+        return err_set(ERR_PARSE, "Secret object's metadata.namespace is over %d bytes",
+                       KUBE_SECRET_NAMESPACE_MAX);
+    if (strlen(name) > KUBE_SECRET_NAME_MAX)
+        return err_set(ERR_PARSE, "Secret object's metadata.name is over %d bytes",
+                       KUBE_SECRET_NAME_MAX);
     s = xcalloc(1, sizeof(*s));
     s->ns = xstrdup(ns);
     s->name = xstrdup(name);

@@ -27,8 +27,12 @@ struct kube_secret {
     size_t nkeys;
 };
 
+#define KUBE_SECRET_NAMESPACE_MAX 63 /* bytes: a DNS-1123 label */
+#define KUBE_SECRET_NAME_MAX 253     /* bytes: a DNS-1123 subdomain */
+
 /* Reads a Secret object (as the API returns it). 0, or ERR_PARSE naming the
- * missing field. Decoded values are fingerprinted and wiped. */
+ * missing field (or a namespace or name longer than the API server allows).
+ * Decoded values are fingerprinted and wiped. */
 int kube_secret_from_json(struct kube_secret **out, const cJSON *obj);
 void kube_secret_free(struct kube_secret *s);
 /* A deep copy. */

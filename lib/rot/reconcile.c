@@ -177,38 +177,20 @@ static int secret_path(struct buf *b, const struct kube_secret *s)
     return kube_query_escape(b, s->name);
 }
 
-/* Sends a merge patch and puts the Secret the server returns into the cache. */
-static int patch_secret(struct kube_conn *k, struct store *st, const struct kube_secret *s,
-                        const struct sbuf *body)
+/* Sends a merge patch. The cache is not touched: only the watch writes it,
+ * in the server's order. (Putting the PATCH reply in the cache could
+ * overwrite a newer version the watch had already delivered, and the change
+ * that version carried would then be missed.) */
+static int patch_secret(struct kube_conn *k, const struct kube_secret *s, const struct sbuf *body)
 {
     struct buf path;
-    struct kube_secret *fresh = NULL;
     cJSON *resp = NULL;
     int rc;
 
     secret_path(&path, s);
     rc = kube_call(&resp, k, "PATCH", path.ptr, "application/merge-patch+json", sbuf_expose(body),
                    sbuf_len(body));
-    if (rc == 0 && resp && kube_secret_from_json(&fresh, resp) == 0)
-        store_upsert(st, fresh);
     json_wipe_delete(resp);
-    buf_release(&path);
-    return rc;
-}
-
-/* After a conflict: read the Secret again so the next attempt sees its current version. */
-static int reread(struct kube_conn *k, struct store *st, const struct kube_secret *s)
-{
-    struct buf path;
-    struct kube_secret *fresh = NULL;
-    cJSON *obj = NULL;
-    int rc;
-
-    secret_path(&path, s);
-    rc = kube_call(&obj, k, "GET", path.ptr, NULL, NULL, 0);
-    if (rc == 0 && (rc = kube_secret_from_json(&fresh, obj)) == 0)
-        store_upsert(st, fresh);
-    json_wipe_delete(obj);
     buf_release(&path);
     return rc;
 }
@@ -243,8 +225,8 @@ static int sb_annotation(struct sbuf *sb, bool *first, const char *name, const c
 /* Writes only the error status: no data, no precondition (the patch touches
  * only our own annotations, so nothing of anyone else's can be lost). Skipped
  * when the Secret already says the same. */
-static void set_error_status(const struct reconcile_ctx *ctx, struct kube_conn *k,
-                             const struct kube_secret *s, const char *reason, const char *msg)
+static void set_error_status(struct kube_conn *k, const struct kube_secret *s, const char *reason,
+                             const char *msg)
 {
     char text[STATUS_MSG_MAX], when[32];
     const char *cur = kube_secret_annotation(s, STATUS_LAST_ERROR);
@@ -262,14 +244,13 @@ static void set_error_status(const struct reconcile_ctx *ctx, struct kube_conn *
     (void)sb_annotation(body, &first, STATUS_LAST_ERROR, text);
     (void)sb_annotation(body, &first, STATUS_LAST_ERROR_AT, when);
     (void)sbuf_addstr(body, "}}}");
-    if ((rc = patch_secret(k, ctx->store, s, body)) < 0)
+    if ((rc = patch_secret(k, s, body)) < 0)
         log_warn("status_not_written", LOG_STR("namespace", s->ns), LOG_STR("secret", s->name),
                  LOG_ERR(rc));
     sbuf_free(body);
 }
 
-static void clear_error_status(const struct reconcile_ctx *ctx, struct kube_conn *k,
-                               const struct kube_secret *s)
+static void clear_error_status(struct kube_conn *k, const struct kube_secret *s)
 {
     struct sbuf *body = sbuf_new(4096);
     bool first = true;
@@ -279,7 +260,7 @@ static void clear_error_status(const struct reconcile_ctx *ctx, struct kube_conn
     (void)sb_annotation(body, &first, STATUS_LAST_ERROR, NULL);
     (void)sb_annotation(body, &first, STATUS_LAST_ERROR_AT, NULL);
     (void)sbuf_addstr(body, "}}}");
-    if ((rc = patch_secret(k, ctx->store, s, body)) < 0)
+    if ((rc = patch_secret(k, s, body)) < 0)
         log_warn("status_not_written", LOG_STR("namespace", s->ns), LOG_STR("secret", s->name),
                  LOG_ERR(rc));
     else
@@ -308,7 +289,7 @@ static int64_t fail(const struct reconcile_ctx *ctx, struct kube_conn *k, const 
              LOG_STR("reason", reason), LOG_STR("detail", msg), LOG_I64("attempt", attempt + 1),
              LOG_I64("retry_in_ms", delay));
     event_record(ctx->events, k, s, EVENT_WARNING, reason, msg);
-    set_error_status(ctx, k, s, reason, msg);
+    set_error_status(k, s, reason, msg);
     return delay;
 }
 
@@ -553,15 +534,14 @@ static int rotate(struct reconcile_result *out, const struct reconcile_ctx *ctx,
         out->requeue_after_ms = fail(ctx, k, s, key, "InvalidConfig", err_msg(), 0, false);
         goto out;
     }
-    rc = patch_secret(k, ctx->store, s, body);
+    rc = patch_secret(k, s, body);
     if (rc == ERR_CONFLICT) {
-        /* Someone else wrote first: re-read and decide again with their version. */
+        /* Someone else wrote first: their version is on its way through the
+         * watch; decide again with it. Their event wakes the Secret up; the
+         * short delay covers a watch that is slow to deliver it. */
         atomic_fetch_add(&ctx->stats->conflicts, 1);
         log_info("write_conflict_rereading", LOG_STR("namespace", s->ns), LOG_STR("secret", s->name));
-        if (reread(k, ctx->store, s) == 0)
-            out->requeue_now = true;
-        else
-            out->requeue_after_ms = 1000;
+        out->requeue_after_ms = 250;
         goto out;
     }
     if (rc == ERR_NOTFOUND) {
@@ -603,7 +583,6 @@ int reconcile_secret(struct reconcile_result *out, const struct reconcile_ctx *c
     int rc;
 
     out->requeue_after_ms = 0;
-    out->requeue_now = false;
     if ((rc = store_get(&s, ctx->store, key)) < 0) {
         reconcile_forget(ctx, key); /* gone: nothing to do */
         rc = 0;
@@ -619,7 +598,7 @@ int reconcile_secret(struct reconcile_result *out, const struct reconcile_ctx *c
         log_warn("invalid_config", LOG_STR("namespace", s->ns), LOG_STR("secret", s->name),
                  LOG_STR("detail", msg));
         event_record(ctx->events, k, s, EVENT_WARNING, "InvalidConfig", msg);
-        set_error_status(ctx, k, s, "InvalidConfig", msg);
+        set_error_status(k, s, "InvalidConfig", msg);
         rc = 0; /* wait for the user to change the annotations */
         goto out;
     }
@@ -641,7 +620,7 @@ int reconcile_secret(struct reconcile_result *out, const struct reconcile_ctx *c
          * another spec (since changed back) no longer applies. */
         if (kube_secret_annotation(s, STATUS_LAST_ERROR)) {
             failure_reset(ctx->failures, key);
-            clear_error_status(ctx, k, s);
+            clear_error_status(k, s);
         }
         out->requeue_after_ms = plan.next_in_ms;
         goto out;

@@ -80,7 +80,6 @@ struct reconcile_ctx {
 
 struct reconcile_result {
     int64_t requeue_after_ms; /* 0: nothing scheduled (wait for a change) */
-    bool requeue_now;         /* re-read and retry at once (after a conflict) */
 };
 
 /* Reconciles the Secret "namespace/name". Returns 0 when it reached a

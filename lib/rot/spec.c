@@ -41,7 +41,8 @@ struct ctx {
 typedef int (*field_fn)(struct ctx *c, const char *name, const char *v);
 
 /* One key of a preset. Its text may depend on the sslmode, because some clients spell TLS
- * their own way: text[m] is the text for enum spec_sslmode m, and NULL means text[0]. */
+ * their own way: text[m] is the text for enum spec_sslmode m. A key whose text does not
+ * depend on it gives text[0] only; one that does gives all three. */
 struct preset_out {
     const char *key;
     const char *text[3];
@@ -83,10 +84,10 @@ static const struct preset_out prisma_outs[] = {
  * checks the chain; require, which checks nothing, is asyncpg's own ssl=require. All three
  * keys are always written, so changing the sslmode never leaves a stale one behind. */
 static const struct preset_out prefect_outs[] = {
-    { "PREFECT_SERVER_DATABASE_CONNECTION_URL", { ASYNCPG_URL "?ssl=require", ASYNCPG_URL },
-      SPEC_ESCAPE_NONE },
+    { "PREFECT_SERVER_DATABASE_CONNECTION_URL",
+      { ASYNCPG_URL "?ssl=require", ASYNCPG_URL, ASYNCPG_URL }, SPEC_ESCAPE_NONE },
     { PREFECT_TLS "CHECK_HOSTNAME", { "false", "false", "true" }, SPEC_ESCAPE_NONE },
-    { PREFECT_TLS "ENABLED", { "false", "true" }, SPEC_ESCAPE_NONE },
+    { PREFECT_TLS "ENABLED", { "false", "true", "true" }, SPEC_ESCAPE_NONE },
 };
 
 static const struct preset_out pgenv_outs[] = {
@@ -564,7 +565,7 @@ static int add_template(struct ctx *c, const char *name, const char *key, const 
 
 static const char *preset_text(const struct preset_out *o, enum spec_sslmode m)
 {
-    return o->text[m] ? o->text[m] : o->text[0];
+    return o->text[1] ? o->text[m] : o->text[0];
 }
 
 /* The preset before preset p (in table order) that is enabled and writes key, or NULL. */

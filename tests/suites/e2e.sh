@@ -8,7 +8,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 export PGTR_BIN=${PGTR_BIN:-$PWD/build/san/bin/pgtoken-rotator}
 rc=0
-(cd tests && go test -count=1 -timeout 20m -v -skip '^TestSDK' ./stack ./e2e) || rc=1
+(cd tests && go test -count=1 -timeout 45m -v -skip '^TestSDK' ./stack ./e2e) || rc=1
 
 echo "=== e2e against a real kube-apiserver"
 if [ "${PGTR_SKIP_REALKUBE:-}" = 1 ]; then
@@ -22,5 +22,5 @@ if [ $st -ne 0 ]; then
          "here, e.g. Go too old or no module proxy). Set PGTR_SKIP_REALKUBE=1 to skip it on purpose."
     exit 1
 fi
-(cd tests && PGTR_KUBE=real go test -count=1 -timeout 20m -v -skip '^TestSDK' ./e2e) || rc=1
+(cd tests && PGTR_KUBE=real go test -count=1 -timeout 45m -v -skip '^TestSDK|^TestClients' ./e2e) || rc=1
 exit $rc

@@ -1,0 +1,888 @@
+#include "app/metrics.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "base/clock.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "base/mem.h"
+#include "base/strmap.h"
+#include "idp/tokcache.h"
+#include "kube/kclient.h"
+#include "kube/lease.h"
+#include "kube/queue.h"
+#include "kube/secret.h"
+#include "kube/store.h"
+#include "kube/watch.h"
+#include "pg/pgcheck.h"
+#include "rot/reconcile.h"
+#include "base/banned.h"
+
+#ifndef PGTR_VERSION
+#define PGTR_VERSION "unknown"
+#endif
+#ifndef PGTR_GIT_REV
+#define PGTR_GIT_REV "unknown"
+#endif
+
+struct series {
+    char **values;     /* one per label name */
+    double value;      /* counter, gauge */
+    double sum;        /* histogram, summary */
+    uint64_t count;
+    uint64_t *buckets; /* histogram: observations per bucket (not cumulative); [nbounds] is +Inf */
+};
+
+struct metric {
+    struct metrics *reg;
+    enum metric_type type;
+    char *name;
+    char *help;
+    char *labels[METRICS_MAX_LABELS];
+    size_t nlabels;
+    double bounds[METRICS_MAX_BUCKETS];
+    size_t nbounds;
+    struct strmap series; /* series key (see series_key) -> struct series */
+    bool dropped_logged;
+    struct metric *next;
+};
+
+struct collector {
+    metrics_collect_fn fn;
+    void *ctx;
+};
+
+struct app;
+
+struct metrics {
+    /* mu guards families and series; scrape_mu makes scrapes take turns, so
+     * collectors (which update through mu) never run twice at once. */
+    pthread_mutex_t mu;
+    pthread_mutex_t scrape_mu;
+    struct metric *first, *last;
+    struct collector *collectors;
+    size_t ncollectors, collectors_cap;
+    struct app *app;
+};
+
+/* ---- Registry ------------------------------------------------------------- */
+
+struct metrics *metrics_new(void)
+{
+    struct metrics *m = xcalloc(1, sizeof(*m));
+
+    pthread_mutex_init(&m->mu, NULL);
+    pthread_mutex_init(&m->scrape_mu, NULL);
+    return m;
+}
+
+static void series_free(void *p)
+{
+    struct series *s = p;
+    size_t i;
+
+    if (!s)
+        return;
+    for (i = 0; s->values && s->values[i]; i++)
+        free(s->values[i]);
+    free(s->values);
+    free(s->buckets);
+    free(s);
+}
+
+static void family_free(struct metric *f)
+{
+    strmap_clear(&f->series, series_free);
+    free(f->series.buckets);
+    for (size_t i = 0; i < f->nlabels; i++)
+        free(f->labels[i]);
+    free(f->name);
+    free(f->help);
+    free(f);
+}
+
+static void app_free(struct app *a);
+
+void metrics_free(struct metrics *m)
+{
+    struct metric *f, *next;
+
+    if (!m)
+        return;
+    for (f = m->first; f; f = next) {
+        next = f->next;
+        family_free(f);
+    }
+    app_free(m->app);
+    free(m->collectors);
+    pthread_mutex_destroy(&m->mu);
+    pthread_mutex_destroy(&m->scrape_mu);
+    free(m);
+}
+
+static bool name_ok(const char *s, bool colon)
+{
+    if (!s || !*s)
+        return false;
+    for (const char *p = s; *p; p++) {
+        char c = *p;
+        bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+                     (colon && c == ':');
+        if (!alpha && !(p > s && c >= '0' && c <= '9'))
+            return false;
+    }
+    return true;
+}
+
+static struct metric *find_family(const struct metrics *m, const char *name)
+{
+    for (struct metric *f = m->first; f; f = f->next)
+        if (!strcmp(f->name, name))
+            return f;
+    return NULL;
+}
+
+static int family_new(struct metric **out, struct metrics *m, enum metric_type type,
+                      const char *name, const char *help, const char *const *labels,
+                      const double *bounds, size_t nbounds)
+{
+    struct metric *f;
+    size_t n = 0;
+    int rc = 0;
+
+    if (!name_ok(name, true))
+        return err_set(ERR_INVALID, "metric name \"%s\" is not valid", name ? name : "");
+    for (; labels && labels[n]; n++) {
+        const char *l = labels[n];
+        if (n == METRICS_MAX_LABELS)
+            return err_set(ERR_INVALID, "metric %s: more than %d labels", name,
+                           METRICS_MAX_LABELS);
+        if (!name_ok(l, false) || !strncmp(l, "__", 2))
+            return err_set(ERR_INVALID, "metric %s: label name \"%s\" is not valid", name, l);
+        if ((type == METRIC_HISTOGRAM && !strcmp(l, "le")) ||
+            (type == METRIC_SUMMARY && !strcmp(l, "quantile")))
+            return err_set(ERR_INVALID, "metric %s: label name \"%s\" is reserved", name, l);
+        for (size_t j = 0; j < n; j++)
+            if (!strcmp(labels[j], l))
+                return err_set(ERR_INVALID, "metric %s: label \"%s\" repeated", name, l);
+    }
+    if (type == METRIC_HISTOGRAM) {
+        if (nbounds < 1 || nbounds > METRICS_MAX_BUCKETS || !bounds)
+            return err_set(ERR_INVALID, "metric %s: 1 to %d buckets", name, METRICS_MAX_BUCKETS);
+        for (size_t i = 0; i < nbounds; i++)
+            if (!isfinite(bounds[i]) || (i && bounds[i] <= bounds[i - 1]))
+                return err_set(ERR_INVALID, "metric %s: bucket bounds must be finite and "
+                               "increasing", name);
+    }
+    pthread_mutex_lock(&m->mu);
+    if (find_family(m, name)) {
+        rc = err_set(ERR_INVALID, "metric %s is already registered", name);
+        goto out;
+    }
+    f = xcalloc(1, sizeof(*f));
+    f->reg = m;
+    f->type = type;
+    f->name = xstrdup(name);
+    f->help = xstrdup(help ? help : "");
+    for (size_t i = 0; i < n; i++)
+        f->labels[i] = xstrdup(labels[i]);
+    f->nlabels = n;
+    if (type == METRIC_HISTOGRAM) {
+        memcpy(f->bounds, bounds, nbounds * sizeof(*bounds));
+        f->nbounds = nbounds;
+    }
+    if (m->last)
+        m->last->next = f;
+    else
+        m->first = f;
+    m->last = f;
+    *out = f;
+out:
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+int metrics_counter(struct metric **out, struct metrics *m, const char *name, const char *help,
+                    const char *const *labels)
+{
+    return family_new(out, m, METRIC_COUNTER, name, help, labels, NULL, 0);
+}
+
+int metrics_gauge(struct metric **out, struct metrics *m, const char *name, const char *help,
+                  const char *const *labels)
+{
+    return family_new(out, m, METRIC_GAUGE, name, help, labels, NULL, 0);
+}
+
+int metrics_histogram(struct metric **out, struct metrics *m, const char *name, const char *help,
+                      const char *const *labels, const double *bounds, size_t nbounds)
+{
+    return family_new(out, m, METRIC_HISTOGRAM, name, help, labels, bounds, nbounds);
+}
+
+int metrics_summary(struct metric **out, struct metrics *m, const char *name, const char *help,
+                    const char *const *labels)
+{
+    return family_new(out, m, METRIC_SUMMARY, name, help, labels, NULL, 0);
+}
+
+/* An unambiguous key for a combination of label values: each value as its
+ * length, ':', the value. ERR_TOOBIG when a value is over
+ * METRICS_MAX_VALUE_LEN (such updates are dropped). */
+static int series_key(struct buf *key, const struct metric *f, const char *const *values)
+{
+    int rc = 0;
+
+    buf_init(key, METRICS_MAX_LABELS * (METRICS_MAX_VALUE_LEN + 8));
+    for (size_t i = 0; i < f->nlabels && rc == 0; i++) {
+        /* NOLINTNEXTLINE(clang-analyzer-core.uninitialized.Branch): values has nlabels entries */
+        const char *v = values && values[i] ? values[i] : "";
+        size_t n = strlen(v);
+        if (n > METRICS_MAX_VALUE_LEN)
+            return err_set(ERR_TOOBIG, "metric %s: a label value is over %d bytes", f->name,
+                           METRICS_MAX_VALUE_LEN);
+        rc = buf_addf(key, "%zu:", n);
+        if (rc == 0)
+            rc = buf_add(key, v, n);
+    }
+    return rc;
+}
+
+/* The series for values, created when create is set (NULL when absent or
+ * when the family is full). Called with mu held. */
+static struct series *series_get(struct metric *f, const char *const *values, bool create)
+{
+    struct buf key;
+    struct series *s = NULL;
+
+    if (series_key(&key, f, values) < 0) {
+        if (create && !f->dropped_logged)
+            log_warn("metric_series_dropped", LOG_STR("metric", f->name),
+                     LOG_STR("detail", err_msg()));
+        f->dropped_logged = true;
+        goto out;
+    }
+    s = strmap_get(&f->series, buf_str(&key));
+    if (!s && create) {
+        if (f->series.len >= METRICS_MAX_SERIES) {
+            if (!f->dropped_logged)
+                log_warn("metric_series_dropped", LOG_STR("metric", f->name),
+                         LOG_I64("max_series", METRICS_MAX_SERIES));
+            f->dropped_logged = true;
+            goto out;
+        }
+        s = xcalloc(1, sizeof(*s));
+        s->values = xcalloc(f->nlabels + 1, sizeof(char *));
+        for (size_t i = 0; i < f->nlabels; i++)
+            /* NOLINTNEXTLINE(clang-analyzer-core.uninitialized.Branch): nlabels entries */
+            s->values[i] = xstrdup(values && values[i] ? values[i] : "");
+        if (f->type == METRIC_HISTOGRAM)
+            s->buckets = xcalloc(f->nbounds + 1, sizeof(uint64_t));
+        strmap_put(&f->series, buf_str(&key), s);
+    }
+out:
+    buf_release(&key);
+    return s;
+}
+
+enum op { OP_ADD, OP_SET, OP_OBSERVE };
+
+static void update(struct metric *f, const char *const *values, enum op op, double v)
+{
+    struct series *s;
+
+    if (!f)
+        return;
+    if (op == OP_OBSERVE && f->type != METRIC_HISTOGRAM && f->type != METRIC_SUMMARY)
+        return;
+    if (op != OP_OBSERVE && (f->type == METRIC_HISTOGRAM || f->type == METRIC_SUMMARY))
+        return;
+    if (op == OP_ADD && f->type == METRIC_COUNTER && !(v >= 0))
+        return;
+    pthread_mutex_lock(&f->reg->mu);
+    if ((s = series_get(f, values, true))) {
+        if (op == OP_ADD) {
+            s->value += v;
+        } else if (op == OP_SET) {
+            s->value = v;
+        } else {
+            s->sum += v;
+            s->count++;
+            if (f->type == METRIC_HISTOGRAM) {
+                size_t i = 0;
+                while (i < f->nbounds && !(v <= f->bounds[i]))
+                    i++;
+                s->buckets[i]++;
+            }
+        }
+    }
+    pthread_mutex_unlock(&f->reg->mu);
+}
+
+void metric_inc(struct metric *f, const char *const *values)
+{
+    update(f, values, OP_ADD, 1);
+}
+
+void metric_add(struct metric *f, const char *const *values, double v)
+{
+    update(f, values, OP_ADD, v);
+}
+
+void metric_set(struct metric *f, const char *const *values, double v)
+{
+    update(f, values, OP_SET, v);
+}
+
+void metric_observe(struct metric *f, const char *const *values, double v)
+{
+    update(f, values, OP_OBSERVE, v);
+}
+
+void metric_set_sum_count(struct metric *f, const char *const *values, double sum,
+                          uint64_t count)
+{
+    struct series *s;
+
+    if (!f || f->type != METRIC_SUMMARY)
+        return;
+    pthread_mutex_lock(&f->reg->mu);
+    if ((s = series_get(f, values, true))) {
+        s->sum = sum;
+        s->count = count;
+    }
+    pthread_mutex_unlock(&f->reg->mu);
+}
+
+void metric_remove(struct metric *f, const char *const *values)
+{
+    struct buf key;
+
+    if (!f)
+        return;
+    if (series_key(&key, f, values) == 0) {
+        pthread_mutex_lock(&f->reg->mu);
+        series_free(strmap_del(&f->series, buf_str(&key)));
+        pthread_mutex_unlock(&f->reg->mu);
+    }
+    buf_release(&key);
+}
+
+void metric_clear(struct metric *f)
+{
+    if (!f)
+        return;
+    pthread_mutex_lock(&f->reg->mu);
+    strmap_clear(&f->series, series_free);
+    pthread_mutex_unlock(&f->reg->mu);
+}
+
+double metric_value(struct metric *f, const char *const *values)
+{
+    struct series *s;
+    double v = 0;
+
+    if (!f)
+        return 0;
+    pthread_mutex_lock(&f->reg->mu);
+    if ((s = series_get(f, values, false)))
+        v = f->type == METRIC_HISTOGRAM || f->type == METRIC_SUMMARY ? (double)s->count : s->value;
+    pthread_mutex_unlock(&f->reg->mu);
+    return v;
+}
+
+int metrics_collector(struct metrics *m, metrics_collect_fn fn, void *ctx)
+{
+    if (!fn)
+        return err_set(ERR_INVALID, "metrics collector without a function");
+    pthread_mutex_lock(&m->mu);
+    XGROW(m->collectors, m->collectors_cap, m->ncollectors + 1);
+    m->collectors[m->ncollectors++] = (struct collector){ fn, ctx };
+    pthread_mutex_unlock(&m->mu);
+    return 0;
+}
+
+/* ---- Rendering ------------------------------------------------------------ */
+
+/* A sample value as Go's strconv.FormatFloat(v, 'g', -1, 64) would write it,
+ * near enough: the shortest of %.15g/%.17g that reads back as v. */
+static void fmt_value(char out[40], double v)
+{
+    if (isnan(v)) {
+        snprintf(out, 40, "NaN");
+    } else if (isinf(v)) {
+        snprintf(out, 40, v > 0 ? "+Inf" : "-Inf");
+    } else {
+        snprintf(out, 40, "%.15g", v);
+        if (strtod(out, NULL) != v)
+            snprintf(out, 40, "%.17g", v);
+    }
+}
+
+/* HELP text escapes backslash and newline; label values also the double quote. */
+static int add_escaped(struct buf *b, const char *s, bool quote)
+{
+    int rc = 0;
+
+    for (; *s && rc == 0; s++) {
+        if (*s == '\\')
+            rc = buf_addstr(b, "\\\\");
+        else if (*s == '\n')
+            rc = buf_addstr(b, "\\n");
+        else if (*s == '"' && quote)
+            rc = buf_addstr(b, "\\\"");
+        else
+            rc = buf_addch(b, *s);
+    }
+    return rc;
+}
+
+/* name{l1="v1",...,extra_name="extra_value"} value\n */
+static int add_sample(struct buf *b, const struct metric *f, const char *suffix,
+                      const struct series *s, const char *extra_name, const char *extra_value,
+                      double v)
+{
+    char num[40];
+    bool braces = f->nlabels || extra_name;
+    int rc = 0;
+
+    rc |= buf_addstr(b, f->name);
+    rc |= buf_addstr(b, suffix);
+    if (braces)
+        rc |= buf_addch(b, '{');
+    for (size_t i = 0; i < f->nlabels; i++) {
+        rc |= buf_addf(b, "%s%s=\"", i ? "," : "", f->labels[i]);
+        rc |= add_escaped(b, s->values[i], true);
+        rc |= buf_addch(b, '"');
+    }
+    if (extra_name && extra_value) {
+        rc |= buf_addf(b, "%s%s=\"", f->nlabels ? "," : "", extra_name);
+        rc |= add_escaped(b, extra_value, true);
+        rc |= buf_addch(b, '"');
+    }
+    if (braces)
+        rc |= buf_addch(b, '}');
+    fmt_value(num, v);
+    rc |= buf_addf(b, " %s\n", num);
+    return rc ? ERR_TOOBIG : 0;
+}
+
+static int cmp_series(const void *a, const void *b)
+{
+    const struct series *x = *(const struct series *const *)a;
+    const struct series *y = *(const struct series *const *)b;
+
+    for (size_t i = 0; x->values[i] && y->values[i]; i++) {
+        int c = strcmp(x->values[i], y->values[i]);
+        if (c)
+            return c;
+    }
+    return 0;
+}
+
+static const char *type_name(enum metric_type t)
+{
+    switch (t) {
+    case METRIC_COUNTER: return "counter";
+    case METRIC_GAUGE: return "gauge";
+    case METRIC_HISTOGRAM: return "histogram";
+    case METRIC_SUMMARY: return "summary";
+    }
+    return "untyped";
+}
+
+static int render_family(struct buf *b, const struct metric *f)
+{
+    struct series **all = NULL;
+    size_t n = 0;
+    int rc = 0;
+
+    rc |= buf_addf(b, "# HELP %s ", f->name);
+    rc |= add_escaped(b, f->help, false);
+    rc |= buf_addf(b, "\n# TYPE %s %s\n", f->name, type_name(f->type));
+    if (rc)
+        return ERR_TOOBIG;
+    if (f->series.len) {
+        all = xcalloc(f->series.len, sizeof(struct series *));
+        for (struct strmap_entry *e = strmap_first(&f->series); e; e = strmap_next(&f->series, e))
+            all[n++] = e->value;
+        qsort(all, n, sizeof(struct series *), cmp_series);
+    }
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const struct series *s = all[i];
+        if (f->type == METRIC_COUNTER || f->type == METRIC_GAUGE) {
+            rc = add_sample(b, f, "", s, NULL, NULL, s->value);
+            continue;
+        }
+        if (f->type == METRIC_HISTOGRAM) {
+            uint64_t cum = 0;
+            char le[40];
+            for (size_t j = 0; j < f->nbounds && rc == 0; j++) {
+                cum += s->buckets[j];
+                fmt_value(le, f->bounds[j]);
+                rc = add_sample(b, f, "_bucket", s, "le", le, (double)cum);
+            }
+            if (rc == 0)
+                rc = add_sample(b, f, "_bucket", s, "le", "+Inf", (double)s->count);
+        }
+        if (rc == 0)
+            rc = add_sample(b, f, "_sum", s, NULL, NULL, s->sum);
+        if (rc == 0)
+            rc = add_sample(b, f, "_count", s, NULL, NULL, (double)s->count);
+    }
+    free(all);
+    return rc;
+}
+
+int metrics_render(struct buf *out, struct metrics *m)
+{
+    size_t saved_max = out->max;
+    int rc = 0;
+
+    if (!out->max || out->max > METRICS_RENDER_MAX)
+        out->max = METRICS_RENDER_MAX;
+    pthread_mutex_lock(&m->scrape_mu);
+    for (size_t i = 0; i < m->ncollectors; i++)
+        m->collectors[i].fn(m, m->collectors[i].ctx);
+    pthread_mutex_lock(&m->mu);
+    for (struct metric *f = m->first; f && rc == 0; f = f->next)
+        rc = render_family(out, f);
+    pthread_mutex_unlock(&m->mu);
+    pthread_mutex_unlock(&m->scrape_mu);
+    out->max = saved_max;
+    if (rc)
+        return err_set(ERR_TOOBIG, "metrics exposition over %u bytes", METRICS_RENDER_MAX);
+    return 0;
+}
+
+/* ---- The controller's families ---------------------------------------------- */
+
+static const char *const login_results[] = { "ok", "rejected", "unreachable", "tls", "error" };
+static const char *const failure_reasons[] = { "TokenFailed", "LoginFailed", "InvalidConfig",
+                                               "WriteFailed", "Other" };
+#define N_REASONS (sizeof(failure_reasons) / sizeof(failure_reasons[0]))
+static const char *const api_verbs[] = { "get", "post", "put", "patch", "delete", "watch" };
+#define N_VERBS (sizeof(api_verbs) / sizeof(api_verbs[0]))
+/* Kubernetes API latency buckets (seconds): client-go's request-latency
+ * buckets, trimmed to what one request of ours can take. */
+static const double api_buckets[] = { 0.005, 0.025, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60 };
+
+struct app {
+    struct metrics_sources src;
+    char *version, *revision;
+    struct metric *build_info;
+    struct metric *rotations, *failures, *conflicts, *restarts;
+    struct metric *token_requests, *token_hits, *token_latency;
+    struct metric *logins, *login_latency;
+    struct metric *pg_hits, *pg_shared, *pg_evicted, *pg_entries;
+    struct metric *expiry, *next_rotation, *managed;
+    struct metric *watch_lists, *watch_restarts, *watch_events, *watch_gone;
+    struct metric *api_requests, *api_latency, *api_errors, *api_conflicts, *api_throttled;
+    struct metric *queue_depth, *queue_delayed;
+    struct metric *leader, *ready;
+};
+
+static void app_free(struct app *a)
+{
+    if (!a)
+        return;
+    free(a->version);
+    free(a->revision);
+    free(a);
+}
+
+static double ld(atomic_long *v)
+{
+    return (double)atomic_load(v);
+}
+
+static void collect_app(struct metrics *m, void *ctx)
+{
+    struct app *a = ctx;
+    const struct metrics_sources *src = &a->src;
+
+    (void)m;
+    if (src->rot) {
+        struct rot_stats *r = src->rot;
+        long n = 0;
+        metric_set(a->rotations, METRIC_LABELS("success"), ld(&r->rotations));
+        metric_set(a->rotations, METRIC_LABELS("failure"), ld(&r->rotation_failures));
+        metric_set(a->rotations, METRIC_LABELS("noop"), ld(&r->noop));
+        metric_set(a->conflicts, NULL, ld(&r->conflicts));
+        metric_set(a->restarts, NULL, ld(&r->restarts));
+        for (size_t i = 0; i < 5; i++) {
+            metric_set(a->logins, METRIC_LABELS(login_results[i]), ld(&r->login[i]));
+            n += atomic_load(&r->login[i]);
+        }
+        metric_set_sum_count(a->login_latency, NULL, ld(&r->login_latency_ms_sum) / 1000.0,
+                             (uint64_t)n);
+    }
+    if (src->tokens) {
+        struct tokcache_stats *t = tokcache_stats(src->tokens);
+        long req = atomic_load(&t->requests), fail = atomic_load(&t->failures);
+        metric_set(a->token_requests, METRIC_LABELS("success"), (double)(req - fail));
+        metric_set(a->token_requests, METRIC_LABELS("failure"), (double)fail);
+        metric_set(a->token_hits, NULL, ld(&t->hits));
+        metric_set_sum_count(a->token_latency, NULL, ld(&t->latency_ms_sum) / 1000.0,
+                             (uint64_t)req);
+    }
+    if (src->pg) {
+        struct pg_check_cache_stats st;
+        pg_check_cache_stats(&st, src->pg);
+        metric_set(a->pg_hits, NULL, (double)st.hits);
+        metric_set(a->pg_shared, NULL, (double)st.shared);
+        metric_set(a->pg_evicted, NULL, (double)st.evicted);
+        metric_set(a->pg_entries, NULL, (double)st.entries);
+    }
+    if (src->store)
+        metric_set(a->managed, NULL, (double)store_len(src->store));
+    if (src->watch) {
+        metric_set(a->watch_lists, NULL, ld(&src->watch->lists));
+        metric_set(a->watch_restarts, NULL, ld(&src->watch->restarts));
+        metric_set(a->watch_events, NULL, ld(&src->watch->events));
+        metric_set(a->watch_gone, NULL, ld(&src->watch->gone));
+    }
+    if (src->kube) {
+        metric_set(a->api_errors, NULL, ld(&src->kube->errors));
+        metric_set(a->api_conflicts, NULL, ld(&src->kube->conflicts));
+        metric_set(a->api_throttled, NULL, ld(&src->kube->throttled));
+    }
+    if (src->queue) {
+        metric_set(a->queue_depth, NULL, (double)queue_len(src->queue));
+        metric_set(a->queue_delayed, NULL, (double)queue_delayed(src->queue));
+    }
+    metric_set(a->leader, NULL, !src->lease || lease_is_leader(src->lease) ? 1 : 0);
+    if (src->ready)
+        metric_set(a->ready, NULL, src->ready(src->ready_ctx) ? 1 : 0);
+}
+
+struct family_def {
+    struct metric **out;
+    enum metric_type type;
+    const char *name;
+    const char *help;
+    const char *labels[3];
+};
+
+int metrics_register_app(struct metrics *m, const struct metrics_sources *src)
+{
+    struct app *a;
+    int rc = 0;
+
+    pthread_mutex_lock(&m->mu);
+    a = m->app;
+    pthread_mutex_unlock(&m->mu);
+    if (a)
+        return err_set(ERR_INVALID, "the controller's metrics are already registered");
+    a = xcalloc(1, sizeof(*a));
+    a->src = *src;
+    a->version = xstrdup(src->version ? src->version : PGTR_VERSION);
+    a->revision = xstrdup(src->revision ? src->revision : PGTR_GIT_REV);
+    a->src.version = a->version;
+    a->src.revision = a->revision;
+
+#define P METRICS_PREFIX
+    const struct family_def defs[] = {
+        { &a->build_info, METRIC_GAUGE, P "build_info",
+          "Always 1; the labels say which build is running.", { "version", "revision" } },
+        { &a->rotations, METRIC_COUNTER, P "rotations_total",
+          "Rotation attempts by result: success (a new token written), failure, noop (the "
+          "Secret already held the values).", { "result" } },
+        { &a->failures, METRIC_COUNTER, P "rotation_failures_total",
+          "Failed reconciles by reason (the Warning Event's reason).", { "reason" } },
+        { &a->conflicts, METRIC_COUNTER, P "secret_write_conflicts_total",
+          "Secret writes refused with 409 Conflict (re-read and decided again).", { NULL } },
+        { &a->restarts, METRIC_COUNTER, P "workload_restarts_total",
+          "Deployments and StatefulSets restarted after a write (pgtoken.io/restart).", { NULL } },
+        { &a->token_requests, METRIC_COUNTER, P "token_requests_total",
+          "Token requests sent to the identity provider, by result.", { "result" } },
+        { &a->token_hits, METRIC_COUNTER, P "token_cache_hits_total",
+          "Token requests answered from the shared token cache.", { NULL } },
+        { &a->token_latency, METRIC_SUMMARY, P "token_request_duration_seconds",
+          "Time spent on token requests to the identity provider.", { NULL } },
+        { &a->logins, METRIC_COUNTER, P "login_checks_total",
+          "PostgreSQL login checks made, by result.", { "result" } },
+        { &a->login_latency, METRIC_SUMMARY, P "login_check_duration_seconds",
+          "Time spent on PostgreSQL login checks (cached results excluded).", { NULL } },
+        { &a->pg_hits, METRIC_COUNTER, P "login_check_cache_hits_total",
+          "Login checks answered from a kept successful check.", { NULL } },
+        { &a->pg_shared, METRIC_COUNTER, P "login_check_cache_shared_total",
+          "Login checks that waited for an identical check in progress.", { NULL } },
+        { &a->pg_evicted, METRIC_COUNTER, P "login_check_cache_evictions_total",
+          "Kept login checks dropped to make room.", { NULL } },
+        { &a->pg_entries, METRIC_GAUGE, P "login_check_cache_entries",
+          "Successful login checks kept now.", { NULL } },
+        { &a->expiry, METRIC_GAUGE, P "secret_token_expiry_timestamp_seconds",
+          "When the token written in the Secret expires (Unix time).",
+          { "namespace", "secret" } },
+        { &a->next_rotation, METRIC_GAUGE, P "secret_next_rotation_timestamp_seconds",
+          "When the next rotation of the Secret is planned (Unix time).",
+          { "namespace", "secret" } },
+        { &a->managed, METRIC_GAUGE, P "managed_secrets",
+          "Secrets selected by the label selector and held in the cache.", { NULL } },
+        { &a->watch_lists, METRIC_COUNTER, P "watch_lists_total",
+          "Complete lists of the managed Secrets (the first one, and every relist).", { NULL } },
+        { &a->watch_restarts, METRIC_COUNTER, P "watch_restarts_total",
+          "Watch streams opened after the first one.", { NULL } },
+        { &a->watch_events, METRIC_COUNTER, P "watch_events_total",
+          "Watch events received.", { NULL } },
+        { &a->watch_gone, METRIC_COUNTER, P "watch_expired_total",
+          "Watches the API server ended with 410 Gone (resourceVersion too old), forcing a "
+          "relist.", { NULL } },
+        { &a->api_requests, METRIC_COUNTER, P "kube_api_requests_total",
+          "Kubernetes API requests by verb (HTTP method, or watch) and status class "
+          "(error: no response).", { "verb", "code" } },
+        { &a->api_latency, METRIC_HISTOGRAM, P "kube_api_request_duration_seconds",
+          "Kubernetes API request latency by verb (watches excluded).", { "verb" } },
+        { &a->api_errors, METRIC_COUNTER, P "kube_api_errors_total",
+          "Kubernetes API requests that failed (any error status or no response).", { NULL } },
+        { &a->api_conflicts, METRIC_COUNTER, P "kube_api_conflicts_total",
+          "Kubernetes API requests answered 409 Conflict.", { NULL } },
+        { &a->api_throttled, METRIC_COUNTER, P "kube_api_throttled_total",
+          "Kubernetes API requests answered 429 Too Many Requests.", { NULL } },
+        { &a->queue_depth, METRIC_GAUGE, P "workqueue_depth",
+          "Secrets waiting in the work queue, ready now.", { NULL } },
+        { &a->queue_delayed, METRIC_GAUGE, P "workqueue_delayed",
+          "Secrets scheduled in the work queue for later (next rotation, retry).", { NULL } },
+        { &a->leader, METRIC_GAUGE, P "leader",
+          "1 when this replica is the leader (always 1 without leader election).", { NULL } },
+        { &a->ready, METRIC_GAUGE, P "ready",
+          "1 once the initial list of Secrets is synced (what /readyz reports).", { NULL } },
+    };
+#undef P
+    for (size_t i = 0; i < sizeof(defs) / sizeof(defs[0]) && rc == 0; i++) {
+        const struct family_def *d = &defs[i];
+        if (d->out == &a->ready && !src->ready)
+            continue;
+        if (d->type == METRIC_HISTOGRAM)
+            rc = metrics_histogram(d->out, m, d->name, d->help, d->labels, api_buckets,
+                                   sizeof(api_buckets) / sizeof(api_buckets[0]));
+        else
+            rc = family_new(d->out, m, d->type, d->name, d->help, d->labels, NULL, 0);
+    }
+    if (rc < 0) {
+        app_free(a);
+        return rc;
+    }
+    metric_set(a->build_info, METRIC_LABELS(a->version, a->revision), 1);
+    /* Series that alerts rate() over exist from the start, at 0. */
+    for (size_t i = 0; i < N_REASONS; i++)
+        metric_add(a->failures, METRIC_LABELS(failure_reasons[i]), 0);
+    pthread_mutex_lock(&m->mu);
+    m->app = a;
+    pthread_mutex_unlock(&m->mu);
+    return metrics_collector(m, collect_app, a);
+}
+
+/* m->app is set once, before the controller's threads start. */
+static struct app *app_of(struct metrics *m)
+{
+    struct app *a;
+
+    if (!m)
+        return NULL;
+    pthread_mutex_lock(&m->mu);
+    a = m->app;
+    pthread_mutex_unlock(&m->mu);
+    return a;
+}
+
+void metrics_secret_set(struct metrics *m, const char *ns, const char *name, int64_t expires_at,
+                        int64_t next_at)
+{
+    struct app *a = app_of(m);
+
+    if (!a || !ns || !name)
+        return;
+    if (expires_at > 0)
+        metric_set(a->expiry, METRIC_LABELS(ns, name), (double)expires_at);
+    else
+        metric_remove(a->expiry, METRIC_LABELS(ns, name));
+    if (next_at > 0)
+        metric_set(a->next_rotation, METRIC_LABELS(ns, name), (double)next_at);
+    else
+        metric_remove(a->next_rotation, METRIC_LABELS(ns, name));
+}
+
+void metrics_secret_delete(struct metrics *m, const char *ns, const char *name)
+{
+    metrics_secret_set(m, ns, name, 0, 0);
+}
+
+void metrics_secret_clear(struct metrics *m)
+{
+    struct app *a = app_of(m);
+
+    if (!a)
+        return;
+    metric_clear(a->expiry);
+    metric_clear(a->next_rotation);
+}
+
+static int64_t annotation_time(const struct kube_secret *s, const char *name)
+{
+    const char *v = kube_secret_annotation(s, name);
+    int64_t t;
+
+    return v && clock_parse_rfc3339(&t, v) == 0 ? t : 0;
+}
+
+void metrics_secret_observe(struct metrics *m, const struct kube_secret *s)
+{
+    if (!s)
+        return;
+    if (s->deleting) {
+        metrics_secret_delete(m, s->ns, s->name);
+        return;
+    }
+    metrics_secret_set(m, s->ns, s->name, annotation_time(s, STATUS_EXPIRES_AT),
+                       annotation_time(s, STATUS_ROTATE_AT));
+}
+
+void metrics_secret_delete_key(struct metrics *m, const char *key)
+{
+    const char *slash = key ? strchr(key, '/') : NULL;
+    char *ns;
+
+    if (!slash)
+        return;
+    ns = xstrndup(key, (size_t)(slash - key));
+    metrics_secret_delete(m, ns, slash + 1);
+    free(ns);
+}
+
+void metrics_api_request(struct metrics *m, const char *verb, long status, int64_t latency_ms)
+{
+    struct app *a = app_of(m);
+    const char *v = "other", *code;
+    static const char *const classes[] = { "1xx", "2xx", "3xx", "4xx", "5xx" };
+
+    if (!a)
+        return;
+    for (size_t i = 0; verb && i < N_VERBS; i++)
+        if (!strcasecmp(verb, api_verbs[i]))
+            v = api_verbs[i];
+    code = status >= 100 && status <= 599 ? classes[status / 100 - 1] : "error";
+    metric_inc(a->api_requests, METRIC_LABELS(v, code));
+    if (strcmp(v, "watch") && latency_ms >= 0)
+        metric_observe(a->api_latency, METRIC_LABELS(v), (double)latency_ms / 1000.0);
+}
+
+void metrics_rotation_failure(struct metrics *m, const char *reason)
+{
+    struct app *a = app_of(m);
+    const char *r = "Other";
+
+    if (!a)
+        return;
+    for (size_t i = 0; reason && i < N_REASONS; i++)
+        if (!strcmp(reason, failure_reasons[i]))
+            r = failure_reasons[i];
+    metric_inc(a->failures, METRIC_LABELS(r));
+}

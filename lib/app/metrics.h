@@ -1,0 +1,183 @@
+/* Metrics in the Prometheus text exposition format (version 0.0.4).
+ *
+ * Two parts:
+ *
+ * 1. A registry (struct metrics) of metric families: counters, gauges,
+ *    histograms with fixed buckets and summaries without quantiles (sum and
+ *    count only), each with up to METRICS_MAX_LABELS label names. A series is
+ *    one combination of label values; it appears on its first update.
+ *    Values are either updated directly (metric_inc, metric_set,
+ *    metric_observe) or set at scrape time by collectors (metrics_collector)
+ *    that copy them from the atomic stats structs the modules keep.
+ *    Thread-safe: any thread may update any family while another scrapes.
+ *
+ *      const char *const labels[] = { "result", NULL };
+ *      struct metric *f;
+ *      metrics_counter(&f, m, "pgtoken_rotator_rotations_total", "Rotations.", labels);
+ *      metric_inc(f, METRIC_LABELS("success"));
+ *
+ * 2. The controller's own families (pgtoken_rotator_*, listed and explained
+ *    in docs/metrics.md), registered by metrics_register_app, with the few
+ *    calls the controller makes for what no stats struct holds: per-Secret
+ *    expiry and next rotation, API requests by verb and code class, failures
+ *    by reason. Every one of those calls accepts m == NULL and then does
+ *    nothing, so callers need not care whether metrics are on.
+ *
+ * No secret ever reaches a metric: label values are namespaces, Secret names,
+ * verbs, results and reasons; the functions take const char *, never a struct
+ * sbuf. Label values and help texts are escaped as the format requires. */
+#ifndef PGTR_METRICS_H
+#define PGTR_METRICS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/buf.h"
+
+#define METRICS_PREFIX "pgtoken_rotator_"
+#define METRICS_MAX_LABELS 4
+/* Series per family; updates that would create more are dropped (and logged
+ * once), so a flood of names cannot grow memory without bound. */
+#define METRICS_MAX_SERIES 65536
+#define METRICS_MAX_BUCKETS 32
+/* Longest label value kept; updates with a longer one are dropped (and logged once). */
+#define METRICS_MAX_VALUE_LEN 1024
+/* Cap on one rendered exposition. */
+#define METRICS_RENDER_MAX (16u << 20)
+/* The Content-Type of metrics_render's output. */
+#define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
+/* Label values for an update, in the order of the family's label names:
+ * metric_inc(f, METRIC_LABELS("get", "2xx")). A family without labels takes NULL. */
+#define METRIC_LABELS(...) ((const char *const[]){ __VA_ARGS__ })
+
+enum metric_type { METRIC_COUNTER, METRIC_GAUGE, METRIC_HISTOGRAM, METRIC_SUMMARY };
+
+struct metrics;
+struct metric; /* one family; owned by its registry */
+
+/* A new empty registry. Never NULL. Free with metrics_free once no thread
+ * updates or scrapes it (NULL is fine). */
+struct metrics *metrics_new(void);
+void metrics_free(struct metrics *m);
+
+/* Register a family. name: [a-zA-Z_:][a-zA-Z0-9_:]*; help: one line (any
+ * text; escaped when rendered); labels: NULL-terminated label names
+ * ([a-zA-Z_][a-zA-Z0-9_]*, not starting with "__", no repeats, at most
+ * METRICS_MAX_LABELS; "le" not on a histogram, "quantile" not on a summary),
+ * or NULL for none. Families are rendered in registration order.
+ * 0: *out is the family (owned by m); ERR_INVALID naming the bad name, label
+ * or bucket, or when name is already registered. */
+int metrics_counter(struct metric **out, struct metrics *m, const char *name, const char *help,
+                    const char *const *labels);
+int metrics_gauge(struct metric **out, struct metrics *m, const char *name, const char *help,
+                  const char *const *labels);
+/* bounds: the buckets' upper bounds, finite and strictly increasing, 1 to
+ * METRICS_MAX_BUCKETS of them (copied); the +Inf bucket is implied. */
+int metrics_histogram(struct metric **out, struct metrics *m, const char *name, const char *help,
+                      const char *const *labels, const double *bounds, size_t nbounds);
+/* A summary without quantiles: only NAME_sum and NAME_count, for sources that
+ * keep a sum and a count (the token and login latencies). */
+int metrics_summary(struct metric **out, struct metrics *m, const char *name, const char *help,
+                    const char *const *labels);
+
+/* Updates. values: one per label name of f (NULL for a family without
+ * labels); a NULL value counts as "". f may be NULL (nothing happens).
+ * metric_add: counters and gauges; a negative v on a counter is ignored.
+ * metric_set: gauges, and counters set by a collector from a monotonic source.
+ * metric_observe: histograms and summaries (one observation of v). */
+void metric_inc(struct metric *f, const char *const *values);
+void metric_add(struct metric *f, const char *const *values, double v);
+void metric_set(struct metric *f, const char *const *values, double v);
+void metric_observe(struct metric *f, const char *const *values, double v);
+/* Summaries only: sets the sum and count a collector read from a stats struct. */
+void metric_set_sum_count(struct metric *f, const char *const *values, double sum,
+                          uint64_t count);
+/* Drops one series / every series of f. */
+void metric_remove(struct metric *f, const char *const *values);
+void metric_clear(struct metric *f);
+/* The current value of a counter or gauge series (the count of a histogram or
+ * summary); 0 when the series does not exist. For tests and collectors. */
+double metric_value(struct metric *f, const char *const *values);
+
+/* fn runs at the start of every metrics_render, one scrape at a time, and may
+ * update any family of m (not register new ones). 0, or ERR_INVALID when fn
+ * is NULL. */
+typedef void (*metrics_collect_fn)(struct metrics *m, void *ctx);
+int metrics_collector(struct metrics *m, metrics_collect_fn fn, void *ctx);
+
+/* Runs the collectors and appends the exposition of every family to out:
+ * HELP and TYPE lines, then its series sorted by label values (a family with
+ * no series is still described). out's max caps the text (0 or more than
+ * METRICS_RENDER_MAX: METRICS_RENDER_MAX). 0, or ERR_TOOBIG when the cap
+ * would be passed (out then holds a partial text that must not be served). */
+int metrics_render(struct buf *out, struct metrics *m);
+
+/* ---- The controller's metrics (pgtoken_rotator_*) ------------------------ */
+
+struct rot_stats;
+struct watch_stats;
+struct kube_stats;
+struct tokcache;
+struct pg_check_cache;
+struct store;
+struct queue;
+struct lease_elector;
+struct kube_secret;
+
+/* What the collector reads at scrape time. Every member may be NULL; the
+ * families it would feed are then described but have no series (leader:
+ * NULL means no leader election, so this replica counts as the leader).
+ * The pointed-to objects must outlive every scrape of m. */
+struct metrics_sources {
+    struct rot_stats *rot;         /* rotations, login checks */
+    struct watch_stats *watch;     /* lists, restarts, events, 410s */
+    struct kube_stats *kube;       /* API errors, conflicts, throttling */
+    struct tokcache *tokens;       /* token requests, cache hits, latency */
+    struct pg_check_cache *pg;     /* login-check cache */
+    struct store *store;           /* managed Secrets */
+    struct queue *queue;           /* work queue depth */
+    struct lease_elector *lease;   /* leader status */
+    bool (*ready)(void *ctx);      /* pgtoken_rotator_ready; NULL: not exported */
+    void *ready_ctx;
+    const char *version;           /* build_info; NULL: PGTR_VERSION */
+    const char *revision;          /* build_info; NULL: PGTR_GIT_REV */
+};
+
+/* Registers every pgtoken_rotator_* family on m and a collector reading src
+ * (copied). 0, or ERR_INVALID when m already has them. */
+int metrics_register_app(struct metrics *m, const struct metrics_sources *src);
+
+/* Per-Secret gauges, keyed (namespace, name):
+ *   pgtoken_rotator_secret_token_expiry_timestamp_seconds{namespace,secret}
+ *   pgtoken_rotator_secret_next_rotation_timestamp_seconds{namespace,secret}
+ * metrics_secret_set sets both (epoch seconds); a value <= 0 (unknown)
+ * removes that one series, so no alert fires on a Secret that has no token
+ * yet. metrics_secret_delete drops both; metrics_secret_clear drops all. */
+void metrics_secret_set(struct metrics *m, const char *ns, const char *name, int64_t expires_at,
+                        int64_t next_at);
+void metrics_secret_delete(struct metrics *m, const char *ns, const char *name);
+void metrics_secret_clear(struct metrics *m);
+/* The same from what the Secret says about itself: its status annotations
+ * pgtoken.io/status.expires-at and pgtoken.io/status.rotate-at (missing or
+ * unparsable ones count as unknown). For the watch's upsert handler, so that
+ * every replica reports what the cluster holds, leader or not. */
+void metrics_secret_observe(struct metrics *m, const struct kube_secret *s);
+/* metrics_secret_delete for a "namespace/name" key (the watch's delete handler). */
+void metrics_secret_delete_key(struct metrics *m, const char *key);
+
+/* One Kubernetes API request: verb is the HTTP method ("GET", "PUT", ...) or
+ * "WATCH" (any case; others count as "other"); status the HTTP status, 0 when
+ * no response came (connection, TLS, timeout). Counts
+ * pgtoken_rotator_kube_api_requests_total{verb,code} with code "2xx".."5xx" or
+ * "error", and for verbs other than watch observes latency_ms in
+ * pgtoken_rotator_kube_api_request_duration_seconds{verb}. */
+void metrics_api_request(struct metrics *m, const char *verb, long status, int64_t latency_ms);
+
+/* One failed reconcile: reason is the Event reason, "TokenFailed",
+ * "LoginFailed", "InvalidConfig" or "WriteFailed" (anything else counts as
+ * "Other"). Counts pgtoken_rotator_rotation_failures_total{reason}. */
+void metrics_rotation_failure(struct metrics *m, const char *reason);
+
+#endif
