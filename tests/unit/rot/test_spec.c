@@ -310,30 +310,281 @@ static void test_sslmode(void)
 
 static void test_format(void)
 {
-    static const char *const reserved[] = { "prisma", "prefect", "pgenv", "pgpass", "jdbc" };
+    static const char *const all[] = { "url", "prisma", "prefect", "pgenv", "pgpass", "jdbc" };
     struct spec s = SPEC_INIT;
 
     T_OK("format", "url");
     T_OK("format", " url ");
     T_OK("format", "url,url");
-    for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++) {
-        T_BAD("format", reserved[i]);
-        T_CHECK(strstr(err_msg(), reserved[i]) && strstr(err_msg(), "not supported yet"));
-    }
-    T_BAD("format", "url,prisma");
-    T_CHECK(strstr(err_msg(), "\"prisma\"") != NULL);
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        T_OK("format", all[i]);
+    T_OK("format", "prefect, pgenv ,pgpass,jdbc");
+    T_OK("format", "prisma,pgenv,pgpass,jdbc,prefect");
     T_BAD("format", "dotenv");
-    T_EQ_STR(err_msg(), "pgtoken.io/format: unknown format \"dotenv\" (supported: url)");
+    T_EQ_STR(err_msg(), "pgtoken.io/format: unknown format \"dotenv\" (supported: url, prisma, "
+                        "prefect, pgenv, pgpass, jdbc)");
+    T_BAD("format", "url,pgpas");
+    T_CHECK(strstr(err_msg(), "\"pgpas\"") != NULL);
     T_BAD("format", "URL");
+    T_BAD("format", "Prisma");
     T_BAD("format", "");
     T_BAD("format", "url,");
     T_CHECK(strstr(err_msg(), "empty entry") != NULL);
     T_BAD("format", ",url");
     T_BAD("format", "url,,url");
     T_BAD("format", "url;jdbc");
+    T_BAD("format", "url jdbc");
     T_RC(parse(&s, ann("host", "h", "user", "u", "format", "url", END)), 0);
     T_EQ_INT(s.n_outputs, 2);
     spec_release(&s);
+}
+
+/* The keys of s, comma-joined (they are sorted). */
+static const char *keys(const struct spec *s)
+{
+    static char out[1024];
+
+    out[0] = '\0';
+    for (size_t i = 0; i < s->n_outputs; i++)
+        snprintf(out + strlen(out), sizeof(out) - strlen(out), "%s%s", i ? "," : "",
+                 s->outputs[i].key);
+    return out;
+}
+
+/* Parses host/user/database plus format and sslmode; fails the test on an error. */
+static int preset(struct spec *s, const char *user, const char *format, const char *sslmode)
+{
+    int rc = parse(s, ann("host", "db.example.com", "user", user, "database", "app db",
+                          "port", "6432", "format", format, "sslmode", sslmode, END));
+
+    if (rc)
+        t_fail(__FILE__, __LINE__, "format %s, sslmode %s: %s", format, sslmode, err_msg());
+    return rc;
+}
+
+static void hash_of(char out[17], cJSON *a);
+
+#define ROLE "db team@contoso.com"
+#define ROLE_URL "db%20team%40contoso.com"
+
+static void test_preset_url(void)
+{
+    struct spec s = SPEC_INIT;
+
+    if (preset(&s, ROLE, "url", "verify-full"))
+        return;
+    T_EQ_STR(keys(&s), "DATABASE_URL,password");
+    T_EQ_STR(render(&s, "DATABASE_URL", TOKEN),
+             "postgresql://" ROLE_URL ":" TOKEN
+             "@db.example.com:6432/app%20db?sslmode=verify-full");
+    T_EQ_STR(render(&s, "password", TOKEN), TOKEN);
+    spec_release(&s);
+}
+
+static void test_preset_prisma(void)
+{
+    static const char *const want[][2] = {
+        { "require", "?sslmode=require&uselibpqcompat=true" },
+        { "verify-ca", "?sslmode=verify-full" },
+        { "verify-full", "?sslmode=verify-full" },
+    };
+    struct spec s = SPEC_INIT;
+    char url[512];
+
+    for (size_t i = 0; i < 3; i++) {
+        if (preset(&s, ROLE, "prisma", want[i][0]))
+            return;
+        T_EQ_STR(keys(&s), "DATABASE_URL");
+        snprintf(url, sizeof(url), "postgresql://%s:%s@db.example.com:6432/app%%20db%s",
+                 ROLE_URL, TOKEN, want[i][1]);
+        T_EQ_STR(render(&s, "DATABASE_URL", TOKEN), url);
+        spec_release(&s);
+    }
+    /* A password that needs encoding (never a JWT, but the template is a URL template). */
+    if (preset(&s, "a:b/c?d", "prisma", "verify-full"))
+        return;
+    T_EQ_STR(render(&s, "DATABASE_URL", "p@ss:w/rd%"),
+             "postgresql://a%3Ab%2Fc%3Fd:p%40ss%3Aw%2Frd%25@db.example.com:6432/app%20db"
+             "?sslmode=verify-full");
+    spec_release(&s);
+}
+
+static void test_preset_prefect(void)
+{
+    static const char *const want[][4] = {
+        /* sslmode, URL suffix, TLS_ENABLED, TLS_CHECK_HOSTNAME */
+        { "require", "?ssl=require", "false", "false" },
+        { "verify-ca", "", "true", "false" },
+        { "verify-full", "", "true", "true" },
+    };
+    struct spec s = SPEC_INIT;
+    char url[512];
+
+    for (size_t i = 0; i < 3; i++) {
+        if (preset(&s, ROLE, "prefect", want[i][0]))
+            return;
+        T_EQ_STR(keys(&s), "PREFECT_SERVER_DATABASE_CONNECTION_URL,"
+                           "PREFECT_SERVER_DATABASE_SQLALCHEMY_CONNECT_ARGS_TLS_CHECK_HOSTNAME,"
+                           "PREFECT_SERVER_DATABASE_SQLALCHEMY_CONNECT_ARGS_TLS_ENABLED");
+        snprintf(url, sizeof(url), "postgresql+asyncpg://%s:%s@db.example.com:6432/app%%20db%s",
+                 ROLE_URL, TOKEN, want[i][1]);
+        T_EQ_STR(render(&s, "PREFECT_SERVER_DATABASE_CONNECTION_URL", TOKEN), url);
+        T_EQ_STR(render(&s, "PREFECT_SERVER_DATABASE_SQLALCHEMY_CONNECT_ARGS_TLS_ENABLED", TOKEN),
+                 want[i][2]);
+        T_EQ_STR(render(&s, "PREFECT_SERVER_DATABASE_SQLALCHEMY_CONNECT_ARGS_TLS_CHECK_HOSTNAME",
+                        TOKEN), want[i][3]);
+        /* Every key is a valid environment variable name, for envFrom. */
+        for (size_t k = 0; k < s.n_outputs; k++)
+            T_EQ_INT(strspn(s.outputs[k].key, "ABCDEFGHIJKLMNOPQRSTUVWXYZ_"),
+                     strlen(s.outputs[k].key));
+        spec_release(&s);
+    }
+    /* Never sslmode= in a Prefect URL: asyncpg.connect has no such argument. */
+    if (preset(&s, "u", "prefect", "verify-full"))
+        return;
+    T_CHECK(strstr(render(&s, "PREFECT_SERVER_DATABASE_CONNECTION_URL", TOKEN), "sslmode") == NULL);
+    spec_release(&s);
+}
+
+static void test_preset_pgenv(void)
+{
+    struct spec s = SPEC_INIT;
+
+    if (preset(&s, ROLE, "pgenv", "verify-ca"))
+        return;
+    T_EQ_STR(keys(&s), "PGDATABASE,PGHOST,PGPASSWORD,PGPORT,PGSSLMODE,PGUSER");
+    T_EQ_STR(render(&s, "PGHOST", TOKEN), "db.example.com");
+    T_EQ_STR(render(&s, "PGPORT", TOKEN), "6432");
+    T_EQ_STR(render(&s, "PGDATABASE", TOKEN), "app db");
+    T_EQ_STR(render(&s, "PGUSER", TOKEN), ROLE);
+    T_EQ_STR(render(&s, "PGPASSWORD", TOKEN), TOKEN);
+    T_EQ_STR(render(&s, "PGSSLMODE", TOKEN), "verify-ca");
+    spec_release(&s);
+    /* An IPv6 host is written as libpq's host= takes it: no brackets. */
+    T_RC(parse(&s, ann("host", "[2001:db8::1]", "user", "u", "format", "pgenv", END)), 0);
+    T_EQ_STR(render(&s, "PGHOST", TOKEN), "2001:db8::1");
+    spec_release(&s);
+}
+
+static void test_preset_pgpass(void)
+{
+    struct spec s = SPEC_INIT;
+
+    if (preset(&s, ROLE, "pgpass", "require"))
+        return;
+    T_EQ_STR(keys(&s), "pgpass");
+    T_EQ_INT(s.outputs[0].escape, SPEC_ESCAPE_PGPASS);
+    T_EQ_STR(render(&s, "pgpass", TOKEN), "db.example.com:6432:app db:" ROLE ":" TOKEN "\n");
+    spec_release(&s);
+    /* ':' and '\\' are escaped in every field, the password too; nothing else is. */
+    T_RC(parse(&s, ann("host", "::1", "user", "dom\\user:x", "database", "a:b\\c",
+                       "format", "pgpass", END)), 0);
+    T_EQ_STR(render(&s, "pgpass", "to:k\\en*"),
+             "\\:\\:1:5432:a\\:b\\\\c:dom\\\\user\\:x:to\\:k\\\\en*\n");
+    spec_release(&s);
+    /* A template for the key replaces the preset's, and its escape: the text is the user's. */
+    T_RC(parse(&s, ann("host", "h", "user", "a:b", "format", "pgpass",
+                       "template.pgpass", "*:*:*:{user}:{password}", END)), 0);
+    T_EQ_INT(s.outputs[0].escape, SPEC_ESCAPE_NONE);
+    T_EQ_STR(render(&s, "pgpass", TOKEN), "*:*:*:a:b:" TOKEN);
+    spec_release(&s);
+}
+
+static void test_preset_jdbc(void)
+{
+    struct spec s = SPEC_INIT;
+
+    if (preset(&s, ROLE, "jdbc", "verify-full"))
+        return;
+    T_EQ_STR(keys(&s), "JDBC_PASSWORD,JDBC_URL,JDBC_USER");
+    T_EQ_STR(render(&s, "JDBC_URL", TOKEN),
+             "jdbc:postgresql://db.example.com:6432/app%20db?sslmode=verify-full");
+    T_EQ_STR(render(&s, "JDBC_USER", TOKEN), ROLE);
+    T_EQ_STR(render(&s, "JDBC_PASSWORD", TOKEN), TOKEN);
+    spec_release(&s);
+    T_RC(parse(&s, ann("host", "2001:db8::1", "user", "u", "format", "jdbc", END)), 0);
+    T_EQ_STR(render(&s, "JDBC_URL", TOKEN),
+             "jdbc:postgresql://[2001:db8::1]:5432/postgres?sslmode=require");
+    spec_release(&s);
+}
+
+static void test_preset_combinations(void)
+{
+    struct spec s = SPEC_INIT;
+
+    /* Presets add up; the order in the annotation does not matter. */
+    if (preset(&s, ROLE, "jdbc,pgenv,pgpass,prefect,url", "verify-full"))
+        return;
+    T_EQ_STR(keys(&s), "DATABASE_URL,JDBC_PASSWORD,JDBC_URL,JDBC_USER,PGDATABASE,PGHOST,"
+                       "PGPASSWORD,PGPORT,PGSSLMODE,PGUSER,"
+                       "PREFECT_SERVER_DATABASE_CONNECTION_URL,"
+                       "PREFECT_SERVER_DATABASE_SQLALCHEMY_CONNECT_ARGS_TLS_CHECK_HOSTNAME,"
+                       "PREFECT_SERVER_DATABASE_SQLALCHEMY_CONNECT_ARGS_TLS_ENABLED,"
+                       "password,pgpass");
+    T_EQ_STR(render(&s, "pgpass", TOKEN), "db.example.com:6432:app db:" ROLE ":" TOKEN "\n");
+    T_EQ_STR(render(&s, "DATABASE_URL", TOKEN),
+             "postgresql://" ROLE_URL ":" TOKEN
+             "@db.example.com:6432/app%20db?sslmode=verify-full");
+    spec_release(&s);
+    /* url and prisma both write DATABASE_URL: refused, unless a template settles it. */
+    T_RC(parse(&s, ann("host", "h", "user", "u", "format", "prisma,url", END)), ERR_INVALID);
+    T_EQ_STR(err_msg(), "pgtoken.io/format: url and prisma both write DATABASE_URL; keep one, "
+                        "or set pgtoken.io/template.DATABASE_URL");
+    T_RC(parse(&s, ann("host", "h", "user", "u", "format", "url,prisma",
+                       "template.DATABASE_URL", "postgres://{user}:{password}@{host}/{database}",
+                       END)), 0);
+    T_EQ_STR(keys(&s), "DATABASE_URL,password");
+    T_EQ_STR(tmpl_text(s.outputs[0].tmpl), "postgres://{user}:{password}@{host}/{database}");
+    spec_release(&s);
+    /* A template overrides a preset key and adds its own; the preset's other keys stay. */
+    T_RC(parse(&s, ann("host", "h", "user", "u", "format", "prefect,pgenv",
+                       "template.PGSSLMODE", "verify-full",
+                       "template.PREFECT_SERVER_DATABASE_SQLALCHEMY_CONNECT_ARGS_TLS_CA_FILE",
+                       "/etc/ssl/private-ca.crt", END)), 0);
+    T_EQ_INT(s.n_outputs, 10);
+    T_EQ_STR(render(&s, "PGSSLMODE", TOKEN), "verify-full");
+    T_EQ_STR(render(&s, "PREFECT_SERVER_DATABASE_SQLALCHEMY_CONNECT_ARGS_TLS_CA_FILE", TOKEN),
+             "/etc/ssl/private-ca.crt");
+    T_EQ_STR(render(&s, "PREFECT_SERVER_DATABASE_SQLALCHEMY_CONNECT_ARGS_TLS_ENABLED", TOKEN),
+             "false");
+    spec_release(&s);
+    /* A template for a key that a preset writes, for a preset not asked for, is only a
+     * template. */
+    T_RC(parse(&s, ann("host", "h", "user", "u", "format", "pgenv",
+                       "template.DATABASE_URL", "postgresql://{user}@{host}", END)), 0);
+    T_EQ_INT(s.n_outputs, 7);
+    spec_release(&s);
+    /* Every preset alone writes the token somewhere. */
+    T_RC(parse(&s, ann("host", "h", "user", "u", "format", "prefect",
+                       "template.PREFECT_SERVER_DATABASE_CONNECTION_URL", "x", END)),
+         ERR_INVALID);
+    T_CHECK(strstr(err_msg(), "no template has {password}") != NULL);
+}
+
+static void test_preset_hash(void)
+{
+    static const char *const formats[] = { "url", "prisma", "prefect", "pgenv", "pgpass", "jdbc",
+                                           "url,jdbc", "pgenv,pgpass" };
+    char h[8][17], again[17], a[17], b[17];
+
+    for (size_t i = 0; i < 8; i++) {
+        hash_of(h[i], ann("host", "h", "user", "u", "format", formats[i], END));
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(h[i], h[j]))
+                t_fail(__FILE__, __LINE__, "formats %s and %s hash alike", formats[i],
+                       formats[j]);
+    }
+    hash_of(again, ann("host", "h", "user", "u", "format", "jdbc , url", END));
+    T_EQ_STR(again, h[6]);
+    /* The sslmode changes what prisma and prefect write, and the hash. */
+    hash_of(a, ann("host", "h", "user", "u", "format", "prefect", "sslmode", "verify-ca", END));
+    hash_of(b, ann("host", "h", "user", "u", "format", "prefect", "sslmode", "verify-full", END));
+    T_CHECK(strcmp(a, b) != 0);
+    /* The same text with and without the pgpass escape are different outputs. */
+    hash_of(a, ann("host", "h", "user", "u", "format", "pgpass", END));
+    hash_of(b, ann("host", "h", "user", "u", "template.pgpass",
+                   "{host}:{port}:{database}:{user}:{password}\n", END));
+    T_CHECK(strcmp(a, b) != 0);
 }
 
 static void test_templates(void)
@@ -762,6 +1013,14 @@ int main(void)
     T_RUN(test_port);
     T_RUN(test_sslmode);
     T_RUN(test_format);
+    T_RUN(test_preset_url);
+    T_RUN(test_preset_prisma);
+    T_RUN(test_preset_prefect);
+    T_RUN(test_preset_pgenv);
+    T_RUN(test_preset_pgpass);
+    T_RUN(test_preset_jdbc);
+    T_RUN(test_preset_combinations);
+    T_RUN(test_preset_hash);
     T_RUN(test_templates);
     T_RUN(test_template_keys);
     T_RUN(test_template_errors);
