@@ -75,6 +75,7 @@ unit: $(UNIT_BIN)
 	@tests/unit/run.sh $(UNIT_BIN)
 
 -include tests/pg/pg.mk
+include packaging.mk
 
 # The Go fakes (tests/fakes): standard library only, caches in .cache/.
 GOENV := GOPATH=$(CURDIR)/.cache/go GOCACHE=$(CURDIR)/.cache/go/build GOFLAGS=-modcacherw \

@@ -91,11 +91,13 @@ static int make_identity(struct controller *c)
         return idp_imds_new(&c->idp, &io);
     }
     if ((rc = idp_wi_opts_from_env(&o)) < 0) {
+        char why[256];
         if (!cfg->allow_controller_identity)
             return 0;
+        snprintf(why, sizeof(why), "%s", err_msg()); /* err_set writes over err_msg() */
         return err_set(ERR_INVALID, "%s: run the pod with the label azure.workload.identity/use="
                        "\"true\" and a ServiceAccount annotated azure.workload.identity/client-id",
-                       err_msg());
+                       why);
     }
     if (cfg->authority_host)
         o.authority_host = cfg->authority_host;

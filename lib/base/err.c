@@ -13,11 +13,14 @@ static _Thread_local int64_t retry_after_s;
 
 int err_set(int code, const char *fmt, ...)
 {
+    char tmp[ERR_MSG_MAX];
     va_list ap;
 
+    /* Format into a copy: an argument may be err_msg() itself. */
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    vsnprintf(tmp, sizeof(tmp), fmt, ap);
     va_end(ap);
+    memcpy(msg, tmp, sizeof(msg));
     if (code != ERR_UNAVAILABLE)
         retry_after_s = 0;
     return code;
