@@ -111,7 +111,7 @@ static const struct preset_out jdbc_outs[] = {
     { "JDBC_USER", { "{user}" }, SPEC_ESCAPE_NONE },
 };
 
-#define OUTS(a) a, sizeof(a) / sizeof(a[0])
+#define OUTS(a) (a), sizeof(a) / sizeof((a)[0])
 static const struct preset presets[] = {
     { "url", FMT_URL, OUTS(url_outs) },
     { "prisma", FMT_PRISMA, OUTS(prisma_outs) },

@@ -30,8 +30,9 @@
  *
  *   url      DATABASE_URL  postgresql://U?sslmode={sslmode}       (libpq, psycopg, asyncpg)
  *            password      {password}
- *   prisma   DATABASE_URL  for node-postgres 8 and 9 (Prisma 7's @prisma/adapter-pg), which
- *                          take sslmode=require as verify-full unless uselibpqcompat=true:
+ *   prisma   DATABASE_URL  for node-postgres (Prisma 7's @prisma/adapter-pg): version 8 takes
+ *                          sslmode=require as verify-full unless uselibpqcompat=true, 9 will
+ *                          take libpq's meaning; these values mean the same in both:
  *                          require      postgresql://U?sslmode=require&uselibpqcompat=true
  *                          verify-ca    postgresql://U?sslmode=verify-full  (node-postgres
  *                          verify-full  checks a chain without the host only against a CA file
