@@ -17,7 +17,7 @@ FROM ${BUILD_IMAGE} AS build
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         build-essential pkg-config \
-        libcurl4-openssl-dev libcjson-dev libyaml-dev libssl-dev libpq-dev \
+        libcurl4-openssl-dev libcjson-dev libyaml-dev libssl-dev libpq-dev libmicrohttpd-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Only what the build reads (.dockerignore keeps the rest out).
@@ -31,10 +31,11 @@ RUN make -j"$(nproc)" GIT_REV="${GIT_REV}" all \
 # --- runtime --------------------------------------------------------------------
 FROM ${RUNTIME_IMAGE}
 # Runtime libraries only: libcurl (HTTPS to the API server and Entra ID),
-# cJSON, libyaml, OpenSSL, libpq (the login check), and the CA bundle.
+# cJSON, libyaml, OpenSSL, libpq (the login check), libmicrohttpd (metrics and
+# health endpoints), and the CA bundle.
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        libcurl4 libcjson1 libyaml-0-2 libssl3 libpq5 ca-certificates \
+        libcurl4 libcjson1 libyaml-0-2 libssl3 libpq5 libmicrohttpd12 ca-certificates \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \
     && echo 'nonroot:x:65532:65532:nonroot:/nonexistent:/usr/sbin/nologin' >> /etc/passwd \
     && echo 'nonroot:x:65532:' >> /etc/group

@@ -10,7 +10,7 @@
 
 CC ?= cc
 PREFIX ?= /usr/local
-PKGS := libcurl libcjson yaml-0.1 openssl libpq
+PKGS := libcurl libcjson yaml-0.1 openssl libpq libmicrohttpd
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 GIT_REV := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 

@@ -5,7 +5,7 @@ set -euo pipefail
 
 pkgs=(
   build-essential pkg-config git ca-certificates
-  libcurl4-openssl-dev libcjson-dev libyaml-dev libssl-dev libpq-dev   # the controller
+  libcurl4-openssl-dev libcjson-dev libyaml-dev libssl-dev libpq-dev libmicrohttpd-dev  # the controller
   libpam0g-dev postgresql-15 postgresql-client-15 postgresql-contrib    # token-validating PostgreSQL
   clang clang-tidy cppcheck libclang-rt-14-dev                           # lint, fuzzing
   yamllint iproute2 procps psmisc curl
