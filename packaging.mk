@@ -56,7 +56,7 @@ MANIFESTS_GEN = { \
 	echo '$(PKG_HASH) then run `make manifests`. RBAC is in rbac.yaml (written by hand).'; \
 	$(HELM) template pgtoken-rotator $(CHART_DIR) --namespace $(MANIFESTS_NS) \
 	    --show-only templates/serviceaccount.yaml --show-only templates/configmap.yaml \
-	    --show-only templates/deployment.yaml; \
+	    --show-only templates/deployment.yaml --show-only templates/service.yaml; \
 	}
 
 manifests: $(HELM)

@@ -72,6 +72,17 @@ static const struct field fields[] = {
     { "loginCheck.insecureSkipTLSVerify", "--insecure-skip-db-tls-verify", F_BOOL,
       O(insecure_skip_db_tls_verify), "INSECURE: do not verify PostgreSQL's certificate" },
     { "log.level", "--log-level", F_STR, O(log_level), "debug, info (default), warn, error" },
+    { "metrics.address", "--metrics-addr", F_STR, O(metrics_addr),
+      "serve /metrics, /healthz, /readyz on host:port or :port (default off)" },
+    { "leaderElection.enabled", "--leader-elect", F_BOOL, O(leader_elect),
+      "elect one active replica through a Lease (default false)" },
+    { "leaderElection.namespace", "--leader-election-namespace", F_STR, O(lease_namespace),
+      "the Lease's namespace (default POD_NAMESPACE, else the pod's own)" },
+    { "leaderElection.leaseName", "--leader-election-id", F_STR, O(lease_name),
+      "the Lease's name (default pgtoken-rotator)" },
+    { "leaderElection.leaseDurationSeconds", NULL, F_LONG, O(lease_duration_s), NULL },
+    { "leaderElection.renewDeadlineSeconds", NULL, F_LONG, O(renew_deadline_s), NULL },
+    { "leaderElection.retryPeriodSeconds", NULL, F_LONG, O(retry_period_s), NULL },
 };
 
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
@@ -103,6 +114,11 @@ void config_init(struct config *c)
     set_str(&c->db_sslmode, "verify-full");
     c->db_connect_timeout_s = 10;
     set_str(&c->log_level, "info");
+    set_str(&c->metrics_addr, "");
+    set_str(&c->lease_name, "pgtoken-rotator");
+    c->lease_duration_s = 15;
+    c->renew_deadline_s = 10;
+    c->retry_period_s = 2;
     if (getenv("POD_NAME"))
         set_str(&c->instance, getenv("POD_NAME"));
     else if (gethostname(host, sizeof(host) - 1) == 0)
@@ -371,5 +387,9 @@ int config_validate(const struct config *c)
     if (c->watch_timeout_s < 10 || c->watch_idle_timeout_s < 5)
         return err_set(ERR_INVALID, "watch.timeoutSeconds must be >= 10 and "
                                     "watch.idleTimeoutSeconds >= 5");
+    if (c->retry_period_s < 1 || c->renew_deadline_s * 1000 <= 1200 * c->retry_period_s ||
+        c->lease_duration_s <= c->renew_deadline_s)
+        return err_set(ERR_INVALID, "leaderElection: want leaseDurationSeconds > "
+                                    "renewDeadlineSeconds > 1.2 x retryPeriodSeconds >= 1.2");
     return 0;
 }

@@ -38,6 +38,14 @@ struct config {
     char *db_sslmode;          /* verify-full */
     int db_connect_timeout_s;  /* 10 */
     bool insecure_skip_db_tls_verify;
+    /* operations */
+    char *metrics_addr;        /* /metrics, /healthz, /readyz listener; "" or "0": off */
+    bool leader_elect;         /* false */
+    char *lease_namespace;     /* NULL: POD_NAMESPACE, else the in-cluster namespace file */
+    char *lease_name;          /* pgtoken-rotator */
+    long lease_duration_s;     /* 15 */
+    long renew_deadline_s;     /* 10 */
+    long retry_period_s;       /* 2 */
     /* logging */
     char *log_level;           /* info */
     /* identity of this replica for Events */

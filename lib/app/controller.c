@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/httpd.h"
+#include "app/metrics.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "base/mem.h"
@@ -14,6 +16,7 @@
 #include "kube/event.h"
 #include "kube/kclient.h"
 #include "kube/kconfig.h"
+#include "kube/lease.h"
 #include "kube/queue.h"
 #include "kube/store.h"
 #include "kube/watch.h"
@@ -53,6 +56,12 @@ struct controller {
     size_t nwatchers;
     atomic_int synced;
     atomic_bool *stop;
+    struct metrics *metrics;
+    struct httpd *httpd;
+    struct kube_client *lease_kube; /* the elector's own client: short timeouts */
+    struct lease_elector *lease;    /* NULL: no leader election, always act */
+    char *lease_id;
+    atomic_bool lease_stop;
 };
 
 static int bearer(struct sbuf **out, uint64_t *generation, void *ctx)
@@ -105,6 +114,90 @@ static int make_identity(struct controller *c)
     return idp_wi_new(&c->idp, &o);
 }
 
+static void observe_request(void *ctx, const char *verb, long status, int64_t latency_ms)
+{
+    metrics_api_request(ctx, verb, status, latency_ms);
+}
+
+static void count_failure(void *ctx, const char *reason)
+{
+    metrics_rotation_failure(ctx, reason);
+}
+
+static bool ready(void *ctx)
+{
+    return controller_synced(ctx);
+}
+
+static void requeue_key(void *ctx, const char *key)
+{
+    queue_add(ctx, key);
+}
+
+/* A new term: reconcile every Secret, as after a start (level-triggered). */
+static void on_started_leading(void *ctx)
+{
+    struct controller *c = ctx;
+
+    store_each_key(c->store, requeue_key, c->queue);
+}
+
+/* Workers check lease_is_leader() before each Secret; nothing to undo here. */
+static void on_stopped_leading(void *ctx)
+{
+    (void)ctx;
+}
+
+/* The Lease's namespace: the setting, POD_NAMESPACE, or the in-cluster file. */
+static int lease_namespace(char **out, const struct config *cfg)
+{
+    struct sbuf *ns = NULL;
+    int rc;
+
+    if (cfg->lease_namespace && *cfg->lease_namespace) {
+        *out = xstrdup(cfg->lease_namespace);
+        return 0;
+    }
+    if (getenv("POD_NAMESPACE") && *getenv("POD_NAMESPACE")) {
+        *out = xstrdup(getenv("POD_NAMESPACE"));
+        return 0;
+    }
+    if ((rc = sbuf_read_file(&ns, KUBE_SA_DIR "/namespace", 256)) < 0)
+        return err_set(ERR_INVALID, "leader election: set leaderElection.namespace or "
+                       "POD_NAMESPACE (not running in a cluster)");
+    sbuf_rtrim(ns);
+    *out = xstrdup(sbuf_expose(ns)); /* a namespace name, not a secret */
+    sbuf_free(ns);
+    return 0;
+}
+
+static int make_lease(struct controller *c, const struct kube_client_opts *copts)
+{
+    const struct config *cfg = c->cfg;
+    struct kube_client_opts lo = *copts;
+    char *ns = NULL;
+    int rc;
+
+    if (!cfg->leader_elect)
+        return 0;
+    lo.http.timeout_ms = lease_request_timeout_ms(cfg->renew_deadline_s * 1000);
+    if ((rc = lease_namespace(&ns, cfg)) < 0 || (rc = kube_client_new(&c->lease_kube, &lo)) < 0)
+        goto out;
+    c->lease_id = lease_identity_new(cfg->instance);
+    struct lease_opts o = {
+        .ns = ns, .name = cfg->lease_name, .identity = c->lease_id,
+        .lease_duration_s = cfg->lease_duration_s,
+        .renew_deadline_ms = cfg->renew_deadline_s * 1000,
+        .retry_period_ms = cfg->retry_period_s * 1000, .release_on_stop = true,
+        .on_started_leading = on_started_leading, .on_stopped_leading = on_stopped_leading,
+        .ctx = c,
+    };
+    rc = lease_elector_new(&c->lease, c->lease_kube, &o);
+out:
+    free(ns);
+    return rc;
+}
+
 int controller_new(struct controller **out, const struct config *cfg)
 {
     struct controller *c = xcalloc(1, sizeof(*c));
@@ -114,6 +207,7 @@ int controller_new(struct controller **out, const struct config *cfg)
     int rc;
 
     c->cfg = cfg;
+    c->metrics = metrics_new();
     if ((rc = kube_config_load(&c->kcfg, &kopts)) < 0)
         goto fail;
     if (c->kcfg->insecure_skip_tls_verify)
@@ -125,7 +219,10 @@ int controller_new(struct controller **out, const struct config *cfg)
     copts.bearer = bearer;
     copts.unauthorized = unauthorized;
     copts.bearer_ctx = c->kcfg;
-    if ((rc = kube_client_new(&c->kube, &copts)) < 0 || (rc = make_identity(c)) < 0)
+    copts.observe = observe_request;
+    copts.observe_ctx = c->metrics;
+    if ((rc = kube_client_new(&c->kube, &copts)) < 0 || (rc = make_lease(c, &copts)) < 0 ||
+        (rc = make_identity(c)) < 0)
         goto fail;
     idp_http.tls.ca_file = cfg->identity_ca_file;
     if ((rc = tokcache_new(&c->tokens, &idp_http, 0.25)) < 0)
@@ -147,6 +244,7 @@ int controller_new(struct controller **out, const struct config *cfg)
         .tenant_id = cfg->tenant_id ? cfg->tenant_id : getenv("AZURE_TENANT_ID"),
         .allow_http_authority = cfg->insecure_http_authority,
         .scope = cfg->scope, .pg = c->pg, .failures = c->failures, .stats = &c->rstats,
+        .on_failure = count_failure, .hook_ctx = c->metrics,
         .pg_opts = { .sslmode = cfg->db_sslmode, .ca_file = cfg->db_ca_file,
                      .insecure_skip_tls_verify = cfg->insecure_skip_db_tls_verify,
                      .connect_timeout_s = cfg->db_connect_timeout_s },
@@ -156,6 +254,13 @@ int controller_new(struct controller **out, const struct config *cfg)
         .policy = { cfg->refresh_ratio, cfg->jitter, cfg->min_remaining_s * 1000, 1000,
                     60 * 1000 },
     };
+    struct metrics_sources src = {
+        .rot = &c->rstats, .watch = &c->wstats, .kube = kube_client_stats(c->kube),
+        .tokens = c->tokens, .pg = c->pg, .store = c->store, .queue = c->queue,
+        .lease = c->lease, .ready = ready, .ready_ctx = c,
+    };
+    if ((rc = metrics_register_app(c->metrics, &src)) < 0)
+        goto fail;
     log_info("controller_configured", LOG_STR("server", c->kcfg->server),
              LOG_STR("credentials", kube_cred_kind_name(c->kcfg->cred_kind)),
              LOG_STR("identity", c->idp ? c->idp->id : "none"),
@@ -174,6 +279,10 @@ void controller_free(struct controller *c)
     if (!c)
         return;
     free(c->watchers);
+    lease_elector_free(c->lease);
+    kube_client_free(c->lease_kube);
+    free(c->lease_id);
+    metrics_free(c->metrics);
     rot_failures_free(c->failures);
     idp_registry_free(c->idps);
     event_recorder_free(c->events);
@@ -196,8 +305,13 @@ static void on_upsert(void *ctx, const char *key, bool changed)
 {
     struct controller *c = ctx;
 
-    if (changed)
+    if (changed) {
+        struct kube_secret *s = NULL;
         queue_add(c->queue, key);
+        if (store_get(&s, c->store, key) == 0)
+            metrics_secret_observe(c->metrics, s); /* its status annotations */
+        kube_secret_free(s);
+    }
 }
 
 static void on_delete(void *ctx, const char *key)
@@ -207,6 +321,7 @@ static void on_delete(void *ctx, const char *key)
     log_info("secret_forgotten", LOG_STR("key", key));
     queue_forget(c->queue, key);
     reconcile_forget(&c->rctx, key);
+    metrics_secret_delete_key(c->metrics, key);
 }
 
 static void on_synced(void *ctx)
@@ -248,8 +363,20 @@ static void *worker_main(void *arg)
         log_error("worker_not_started", LOG_ERR(rc));
         return NULL;
     }
-    while (queue_get(c->queue, &key)) {
+    while (!atomic_load(c->stop)) {
         struct reconcile_result res;
+        if (c->lease && !lease_is_leader(c->lease)) {
+            sleep_unless_stopped(200, c->stop); /* standby: keys wait in the queue */
+            continue;
+        }
+        if (!queue_get(c->queue, &key))
+            break;
+        if (c->lease && !lease_is_leader(c->lease)) { /* lost it while waiting */
+            queue_done(c->queue, key);
+            queue_add(c->queue, key);
+            free(key);
+            continue;
+        }
         reconcile_secret(&res, &c->rctx, k, key);
         queue_done(c->queue, key);
         if (res.requeue_after_ms > 0)
@@ -260,15 +387,32 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+static void *lease_main(void *arg)
+{
+    struct controller *c = arg;
+
+    lease_run(c->lease, &c->lease_stop);
+    return NULL;
+}
+
 int controller_run(struct controller *c, atomic_bool *stop)
 {
     const struct config *cfg = c->cfg;
-    struct worker *workers = xcalloc((size_t)cfg->workers, sizeof(*workers));
+    struct worker *workers;
     size_t nw = cfg->nnamespaces ? cfg->nnamespaces : 1;
+    pthread_t lease_th;
+    struct httpd_opts ho = { .addr = cfg->metrics_addr, .metrics = c->metrics, .ready = ready,
+                             .ready_ctx = c };
+    int rc;
 
     c->stop = stop;
+    c->nwatchers = nw; /* before /readyz can be asked */
+    if ((rc = httpd_start(&c->httpd, &ho)) < 0)
+        return rc;
+    workers = xcalloc((size_t)cfg->workers, sizeof(*workers));
     c->watchers = xcalloc(nw, sizeof(*c->watchers));
-    c->nwatchers = nw;
+    if (c->lease)
+        pthread_create(&lease_th, NULL, lease_main, c);
     for (size_t i = 0; i < nw; i++) {
         c->watchers[i].c = c;
         c->watchers[i].ns = cfg->nnamespaces ? cfg->namespaces[i] : NULL;
@@ -280,14 +424,22 @@ int controller_run(struct controller *c, atomic_bool *stop)
         pthread_create(&workers[i].th, NULL, worker_main, &workers[i]);
     }
     log_info("controller_started", LOG_I64("watches", nw), LOG_I64("workers", cfg->workers));
-    while (!atomic_load(stop))
+    while (!atomic_load(stop)) {
+        httpd_heartbeat(c->httpd);
         sleep_unless_stopped(1000, stop);
+    }
     log_info("controller_stopping");
     queue_shutdown(c->queue);
     for (int i = 0; i < cfg->workers; i++)
         pthread_join(workers[i].th, NULL);
     for (size_t i = 0; i < nw; i++)
         pthread_join(c->watchers[i].th, NULL);
+    if (c->lease) { /* the Lease goes last, once nothing writes any more */
+        atomic_store(&c->lease_stop, true);
+        pthread_join(lease_th, NULL);
+    }
+    httpd_stop(c->httpd);
+    c->httpd = NULL;
     free(workers);
     log_info("controller_stopped", LOG_I64("rotations", atomic_load(&c->rstats.rotations)),
              LOG_I64("failures", atomic_load(&c->rstats.rotation_failures)));

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/clock.h"
 #include "base/err.h"
 #include "base/json.h"
 #include "base/mem.h"
@@ -137,6 +138,7 @@ static int call_once(cJSON **out, struct kube_conn *k, const char *method, const
     struct sbuf *bearer = NULL;
     uint64_t gen = 0;
     cJSON *obj = NULL;
+    int64_t t0;
     int rc;
 
     *unauthorized = false;
@@ -147,7 +149,12 @@ static int call_once(cJSON **out, struct kube_conn *k, const char *method, const
     struct http_req req = { .method = method, .url = url.ptr, .content_type = content_type,
                             .body = body, .body_len = body_len, .bearer = bearer };
     atomic_fetch_add(&k->c->stats.requests, 1);
-    if ((rc = http_do(&resp, k->http, &req)) < 0)
+    t0 = clock_mono_ms();
+    rc = http_do(&resp, k->http, &req);
+    if (k->c->opts.observe)
+        k->c->opts.observe(k->c->opts.observe_ctx, method, rc < 0 ? 0 : resp.status,
+                           clock_mono_ms() - t0);
+    if (rc < 0)
         goto out;
     if (resp.status < 200 || resp.status > 299) {
         rc = status_error(&resp, method, path);
@@ -196,6 +203,7 @@ int kube_watch(struct kube_conn *k, const char *path, http_line_fn on_line, void
     struct buf url;
     struct sbuf *bearer = NULL;
     uint64_t gen = 0;
+    int64_t t0;
     int rc;
 
     if ((rc = make_url(&url, k, path)) < 0)
@@ -204,7 +212,10 @@ int kube_watch(struct kube_conn *k, const char *path, http_line_fn on_line, void
         goto out;
     struct http_req req = { .method = "GET", .url = url.ptr, .bearer = bearer };
     atomic_fetch_add(&k->c->stats.requests, 1);
+    t0 = clock_mono_ms();
     rc = http_stream(&resp, k->http, &req, on_line, ctx, stop, idle_timeout_s, KUBE_WATCH_LINE_MAX);
+    if (k->c->opts.observe)
+        k->c->opts.observe(k->c->opts.observe_ctx, "WATCH", resp.status, clock_mono_ms() - t0);
     if (rc == 0 && resp.status && (resp.status < 200 || resp.status > 299)) {
         rc = status_error(&resp, "WATCH", path);
         if (resp.status == 401 && k->c->opts.unauthorized)

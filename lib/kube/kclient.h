@@ -26,6 +26,10 @@ typedef int (*kube_bearer_fn)(struct sbuf **out, uint64_t *generation, void *ctx
 /* The server answered 401 to the credential of this generation: drop it so
  * the next kube_bearer_fn call fetches a new one (exec plugin, token file). */
 typedef void (*kube_unauthorized_fn)(void *ctx, uint64_t generation);
+/* After every HTTP exchange with the server (any thread): verb is the method,
+ * or "WATCH"; status 0 when no response came; latency_ms how long it took
+ * (a watch: how long the stream lasted). For metrics. */
+typedef void (*kube_observe_fn)(void *ctx, const char *verb, long status, int64_t latency_ms);
 
 struct kube_client_opts {
     const char *server;       /* https://host:port, no trailing slash needed */
@@ -33,6 +37,8 @@ struct kube_client_opts {
     kube_bearer_fn bearer;
     kube_unauthorized_fn unauthorized; /* may be NULL */
     void *bearer_ctx;
+    kube_observe_fn observe;  /* may be NULL */
+    void *observe_ctx;
     size_t max_object;        /* cap on one response; default 16 MiB */
 };
 

@@ -19,7 +19,7 @@
  *     renew_deadline_ms, or it sees another holder, it stops leading.
  *   - On stop (release_on_stop), the leader writes holderIdentity "" and
  *     leaseDurationSeconds 1 (client-go's ReleaseOnCancel), so that a standby
- *     takes over within a retry period instead of a lease duration.
+ *     takes over within a (jittered) retry period instead of a lease duration.
  *
  * Where this differs from client-go (each is stricter or simpler):
  *   - lease_is_leader() also turns false by itself once renew_deadline_ms has
@@ -29,6 +29,9 @@
  *     success, and Run may be stuck in a request past it).
  *   - Seeing another holder ends leadership at once (client-go polls on until
  *     the deadline, which cannot succeed).
+ *   - A renew that succeeds only after the deadline has passed still ends
+ *     the term (lease_is_leader() already said false), and a new one starts
+ *     at once, so the callbacks always agree with lease_is_leader().
  *   - lease_run does not return after leadership is lost: it goes back to
  *     being a candidate (client-go's Run returns, and controllers exit).
  *     on_started_leading and on_stopped_leading always come in pairs; a

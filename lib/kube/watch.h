@@ -48,8 +48,8 @@ int watch_run(struct kube_conn *k, struct store *st, const struct watch_opts *o,
 
 /* Handles one line of a watch stream (a JSON watch event, without its newline) exactly as
  * watch_run does: ADDED and MODIFIED upsert the Secret into st, DELETED removes it, and h hears
- * of it; every event but ERROR moves rv (the NUL-terminated version a resumed watch starts
- * from); an unknown type is ignored. 0; ERR_GONE for a 410 ERROR event (relist);
+ * of it; these and BOOKMARK move rv (the NUL-terminated version a resumed watch starts from);
+ * an event of another type is ignored. 0; ERR_GONE for a 410 ERROR event (relist);
  * ERR_UNAVAILABLE for another ERROR event; ERR_PARSE (ERR_TOOBIG over 4 MiB) when the line is
  * not an event (reconnect). Exposed for tests and fuzzing. */
 int watch_parse_event(struct store *st, const struct watch_handler *h, struct watch_stats *stats,

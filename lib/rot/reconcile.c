@@ -285,6 +285,8 @@ static int64_t fail(const struct reconcile_ctx *ctx, struct kube_conn *k, const 
     else if (retry_after_ms > delay)
         delay = retry_after_ms;
     atomic_fetch_add(&ctx->stats->rotation_failures, 1);
+    if (ctx->on_failure)
+        ctx->on_failure(ctx->hook_ctx, reason);
     log_warn("rotation_failed", LOG_STR("namespace", s->ns), LOG_STR("secret", s->name),
              LOG_STR("reason", reason), LOG_STR("detail", msg), LOG_I64("attempt", attempt + 1),
              LOG_I64("retry_in_ms", delay));
@@ -594,6 +596,8 @@ int reconcile_secret(struct reconcile_result *out, const struct reconcile_ctx *c
         char msg[STATUS_MSG_MAX];
         snprintf(msg, sizeof(msg), "%s; nothing was written", err_msg());
         atomic_fetch_add(&ctx->stats->invalid, 1);
+        if (ctx->on_failure)
+            ctx->on_failure(ctx->hook_ctx, "InvalidConfig");
         failure_reset(ctx->failures, key);
         log_warn("invalid_config", LOG_STR("namespace", s->ns), LOG_STR("secret", s->name),
                  LOG_STR("detail", msg));

@@ -76,6 +76,10 @@ struct reconcile_ctx {
     struct policy_cfg policy;
     struct rot_failures *failures;
     struct rot_stats *stats;
+    /* Each failure, by its Event reason ("TokenFailed", "LoginFailed",
+     * "InvalidConfig", "WriteFailed"); may be NULL. For metrics. */
+    void (*on_failure)(void *ctx, const char *reason);
+    void *hook_ctx;
 };
 
 struct reconcile_result {

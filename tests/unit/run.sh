@@ -8,6 +8,7 @@ for t in "$@"; do
     # starts them, runs the binary, and stops them.
     case $t in
     */unit/pg/*) tests/unit/pg/with-pg.sh "$t" ;;
+    */unit/kube/test_lease) tests/unit/kube/with-kube.sh "$t" ;;
     *) "$t" ;;
     esac
     st=$?

@@ -56,7 +56,9 @@ func (l *lockedBuf) String() string {
 func (c *checker) runController(dir string, args ...string) (code int, out string, running bool, err error) {
 	cmd := exec.Command(c.bin, args...)
 	cmd.Dir = dir
-	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + dir, "KUBECONFIG=" + filepath.Join(dir, "kubeconfig")}
+	// POD_NAMESPACE as the Deployment's downward API sets it (leader election needs it).
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + dir, "KUBECONFIG=" + filepath.Join(dir, "kubeconfig"),
+		"POD_NAMESPACE=pgtoken-system"}
 	var b lockedBuf
 	cmd.Stdout, cmd.Stderr = &b, &b
 	if err := cmd.Start(); err != nil {

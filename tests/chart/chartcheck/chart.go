@@ -79,11 +79,11 @@ func (c *checker) chartChecks() {
 
 	c.run("render: default values", func() error { return defErr })
 	c.run("render: every documented option (tests/chart/values-all.yaml)", func() error { return allErr })
-	c.run("render: default objects are exactly ServiceAccount, ConfigMap, ClusterRole, ClusterRoleBinding, Deployment",
+	c.run("render: default objects are exactly ServiceAccount, ConfigMap, ClusterRole, ClusterRoleBinding, Deployment, metrics Service",
 		need(func() error {
 			want := []string{"ClusterRole pgtoken-rotator", "ClusterRoleBinding pgtoken-rotator",
 				"ConfigMap pgtoken-system/pgtoken-rotator", "Deployment pgtoken-system/pgtoken-rotator",
-				"ServiceAccount pgtoken-system/pgtoken-rotator"}
+				"Service pgtoken-system/pgtoken-rotator-metrics", "ServiceAccount pgtoken-system/pgtoken-rotator"}
 			if got := idents(def); !reflect.DeepEqual(got, want) {
 				return fmt.Errorf("got %v", got)
 			}
@@ -285,18 +285,18 @@ func (c *checker) chartChecks() {
 		}
 		return nil
 	}))
-	c.run("deployment: defaults have one replica, no --leader-elect, no ports, no probes", need(func() error {
+	c.run("deployment: defaults have one replica, no --leader-elect, the metrics port and both probes", need(func() error {
 		d, _ := one(def, "Deployment")
 		_, ctr, _ := controller(def)
 		if r, _ := get(d, "spec", "replicas").(int); r != 1 {
 			return fmt.Errorf("replicas %v", get(d, "spec", "replicas"))
 		}
-		if want := []string{"run", "--config", cfgPath}; !reflect.DeepEqual(strList(get(ctr, "args")), want) {
+		if want := []string{"run", "--config", cfgPath, "--metrics-addr", ":9090"}; !reflect.DeepEqual(strList(get(ctr, "args")), want) {
 			return fmt.Errorf("args %v, want %v", get(ctr, "args"), want)
 		}
 		for _, k := range []string{"ports", "livenessProbe", "readinessProbe"} {
-			if get(ctr, k) != nil {
-				return fmt.Errorf("%s rendered", k)
+			if get(ctr, k) == nil {
+				return fmt.Errorf("%s not rendered", k)
 			}
 		}
 		return nil
@@ -391,8 +391,10 @@ func (c *checker) chartChecks() {
 			if !strings.HasPrefix(netpolSummary(np), "53/UDP,53/TCP->peers; 443/TCP,6443/TCP->any; 443/TCP->0.0.0.0/0; 5432/TCP,6432/TCP->0.0.0.0/0") {
 				return fmt.Errorf("default egress %s", netpolSummary(np))
 			}
-			if l := list(np, "spec", "ingress"); len(l) != 0 {
-				return fmt.Errorf("ingress allowed with metrics off: %v", l)
+			for _, r := range list(np, "spec", "ingress") {
+				if !strings.Contains(fmt.Sprint(r), "port:metrics") {
+					return fmt.Errorf("ingress allowed beyond the metrics port: %v", r)
+				}
 			}
 		}
 		return nil
