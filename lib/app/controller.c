@@ -158,8 +158,9 @@ static int lease_namespace(char **out, const struct config *cfg)
         *out = xstrdup(cfg->lease_namespace);
         return 0;
     }
-    if (getenv("POD_NAMESPACE") && *getenv("POD_NAMESPACE")) {
-        *out = xstrdup(getenv("POD_NAMESPACE"));
+    const char *pod_ns = getenv("POD_NAMESPACE");
+    if (pod_ns && *pod_ns) {
+        *out = xstrdup(pod_ns);
         return 0;
     }
     if ((rc = sbuf_read_file(&ns, KUBE_SA_DIR "/namespace", 256)) < 0)
@@ -400,7 +401,7 @@ int controller_run(struct controller *c, atomic_bool *stop)
     const struct config *cfg = c->cfg;
     struct worker *workers;
     size_t nw = cfg->nnamespaces ? cfg->nnamespaces : 1;
-    pthread_t lease_th;
+    pthread_t lease_th = 0;
     struct httpd_opts ho = { .addr = cfg->metrics_addr, .metrics = c->metrics, .ready = ready,
                              .ready_ctx = c };
     int rc;

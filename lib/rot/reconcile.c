@@ -508,7 +508,7 @@ static int rotate(struct reconcile_result *out, const struct reconcile_ctx *ctx,
     char msg[STATUS_MSG_MAX];
     int rc;
 
-    if ((rc = pick_identity(&who, out, ctx, k, s, key, spec)) < 0)
+    if ((rc = pick_identity(&who, out, ctx, k, s, key, spec)) < 0 || !who)
         goto out;
     if ((rc = tokcache_get(&tok, ctx->tokens, who, ctx->scope,
                            ctx->policy.refresh_ratio / 2)) < 0) {
