@@ -77,6 +77,7 @@ unit: $(UNIT_BIN)
 -include tests/pg/pg.mk
 include packaging.mk
 include fuzz.mk
+include bench.mk
 
 # The Go fakes (tests/fakes): standard library only, caches in .cache/.
 GOENV := GOPATH=$(CURDIR)/.cache/go GOCACHE=$(CURDIR)/.cache/go/build GOFLAGS=-modcacherw \
