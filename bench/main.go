@@ -142,8 +142,17 @@ func main() {
 		}
 		return
 	}
+	if len(os.Args) == 3 && os.Args[1] == "report" {
+		// Re-render the table (and the README) from a saved results file.
+		if err := report(os.Args[2]); err != nil {
+			fmt.Fprintln(os.Stderr, "report:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if len(os.Args) != 1 {
-		fmt.Fprintln(os.Stderr, "usage: pgtr-bench (settings in BENCH_* variables; see bench/README.md)")
+		fmt.Fprintln(os.Stderr, "usage: pgtr-bench            run (settings in BENCH_* variables; see bench/README.md)\n"+
+			"       pgtr-bench report FILE  print the table of a results file again (and put it in BENCH_README)")
 		os.Exit(2)
 	}
 	root, err := stack.RepoRoot()
@@ -933,6 +942,8 @@ func (b *bench) run() {
 	}
 	b.res.DurationS = round3(time.Since(logStart).Seconds())
 }
+
+func stackRoot() (string, error) { return stack.RepoRoot() }
 
 // phase tells whether BENCH_PHASES (default: all) includes name.
 func (b *bench) phase(name string) bool {

@@ -97,7 +97,7 @@ func (b *bench) evaluate() {
 			ok = false
 		}
 		if r.Steady != nil && r.Steady.Rotations > 0 {
-			rounds, _ := r.Steady.Extra["rounds"].(int)
+			rounds := toInt(r.Steady.Extra["rounds"])
 			s += fmt.Sprintf(", steady %d over %d round(s)", r.Steady.TokenRequests, rounds)
 			if r.Steady.TokenRequests > r.Identities*(rounds+1) {
 				ok = false
@@ -141,6 +141,17 @@ func (b *bench) evaluate() {
 	b.res.Targets = t
 }
 
+// toInt reads a number kept in an Extra map (an int when measured, a float64 when read back from JSON).
+func toInt(v any) int {
+	switch x := v.(type) {
+	case int:
+		return x
+	case float64:
+		return int(x)
+	}
+	return 0
+}
+
 func median(v []float64) float64 {
 	if len(v) == 0 {
 		return 0
@@ -182,8 +193,8 @@ func apiSummary(api map[string]int) string {
 func (b *bench) table() string {
 	var w strings.Builder
 	m := b.res.Machine
-	fmt.Fprintf(&w, "\npgtoken-rotator benchmark, %s: %d CPUs (%s), kernel %s, load %s -> %s, git %s\n",
-		m.Date, m.Nproc, m.CPUModel, m.Kernel, m.LoadAvg, m.LoadAvgEnd, m.GitRev)
+	fmt.Fprintf(&w, "\npgtoken-rotator benchmark, %s: %d CPUs (%s), kernel %s, load %s -> %s; controller: %s (tree at %s)\n",
+		m.Date, m.Nproc, m.CPUModel, m.Kernel, m.LoadAvg, m.LoadAvgEnd, b.res.ControllerVersion, m.GitRev)
 	c := b.res.Config
 	fmt.Fprintf(&w, "Secrets over %d namespaces; %d roles on the controller's identity + %d ServiceAccount identities; %d workers; fake API server\n\n",
 		c.Namespaces, c.Roles, c.SAIdentities, c.Workers)
@@ -249,7 +260,7 @@ func (b *bench) table() string {
 			fmt.Fprintf(&w, "  idle: %d wake-ups (context switches) in %.0fs, %d API requests, %d threads, RSS %s MB (anon %s, file %s)",
 				r.Idle.CtxSwitches, r.Idle.WallS, r.Idle.APITotal, r.Idle.Threads, mb(r.Idle.RSSKB), mb(r.Idle.RssAnonKB), mb(r.Idle.RssFileKB))
 			if sc, ok := r.Idle.Extra["metrics_scrape"].(map[string]any); ok {
-				fmt.Fprintf(&w, "; one /metrics scrape: %v bytes, %v ms, controller CPU %v ms", sc["bytes"], sc["wall_ms"], sc["controller_cpu_ms"])
+				fmt.Fprintf(&w, "; one /metrics scrape: %d bytes, %v ms, controller CPU %v ms", toInt(sc["bytes"]), sc["wall_ms"], sc["controller_cpu_ms"])
 			}
 			fmt.Fprintf(&w, "\n")
 		}
@@ -292,6 +303,32 @@ func (b *bench) table() string {
 		}
 	}
 	return w.String()
+}
+
+// report re-renders a saved results file.
+func report(path string) error {
+	js, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	b := &bench{}
+	if err := json.Unmarshal(js, &b.res); err != nil {
+		return err
+	}
+	b.cfg = b.res.Config
+	b.cfg.Out = path
+	b.cfg.Readme = os.Getenv("BENCH_README")
+	if b.cfg.Readme == "-" {
+		b.cfg.Readme = ""
+	} else if b.cfg.Readme == "" {
+		if root, err := stackRoot(); err == nil {
+			b.cfg.Readme = filepath.Join(root, "bench/README.md")
+		}
+	}
+	b.evaluate()
+	table := b.table()
+	fmt.Print(table)
+	return b.write(table)
 }
 
 const (
