@@ -18,25 +18,12 @@
 # Environment: BUILD (default build), FAKES (a built fakes binary), PGTR_TEST_KEEP=1 keeps the
 # directory (the server is stopped anyway).
 set -uo pipefail
-
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
-BUILD=${BUILD:-$ROOT/build}
-[[ $BUILD == /* ]] || BUILD=$ROOT/$BUILD
+# shellcheck source=../with-common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../with-common.sh"
 NS=pgtr-test
-
-WORK=
 KUBE_PID=
 
-setup_fail() {
-    echo "not ok - with-kube.sh: $*"
-    if [[ -n $WORK && -f $WORK/kube.log ]]; then
-        tail -n 20 "$WORK/kube.log" | sed 's/^/    /'
-    fi
-    exit 1
-}
-
-cleanup() {
-    local rc=$?
+stop_servers() {
     if [[ -n $KUBE_PID ]]; then
         kill -TERM "$KUBE_PID" 2>/dev/null
         for _ in $(seq 1 50); do
@@ -45,26 +32,6 @@ cleanup() {
         done
         kill -KILL "$KUBE_PID" 2>/dev/null
         wait "$KUBE_PID" 2>/dev/null
-    fi
-    if [[ -n $WORK ]]; then
-        if [[ ${PGTR_TEST_KEEP:-0} == 1 ]]; then
-            echo "# with-kube.sh: kept $WORK" >&2
-        else
-            rm -rf "$WORK"
-        fi
-    fi
-    exit "$rc"
-}
-
-build_fakes() {
-    if [[ -z ${FAKES:-} ]]; then
-        mkdir -p "$BUILD/tests"
-        (cd "$ROOT/tests" &&
-            PATH=$PATH:/usr/local/go/bin GOPATH=${GOPATH:-$ROOT/.cache/go} \
-                GOCACHE=${GOCACHE:-$ROOT/.cache/go/build} GOFLAGS=${GOFLAGS:--modcacherw} \
-                GOTOOLCHAIN=${GOTOOLCHAIN:-local} go build -o "$BUILD/tests/fakes" ./fakes/cmd/fakes) ||
-            setup_fail "could not build the fakes (set FAKES to use a built one)"
-        FAKES=$BUILD/tests/fakes
     fi
 }
 
@@ -77,6 +44,7 @@ start_kube() {
         --tokens "$WORK/tokens.csv" --namespaces "$NS" \
         --kubeconfig-out "$WORK/admin.kubeconfig" >"$WORK/kube.log" 2>&1 &
     KUBE_PID=$!
+    SETUP_LOG=$WORK/kube.log
     for _ in $(seq 1 100); do
         [[ -s $WORK/kube.addr ]] && break
         kill -0 "$KUBE_PID" 2>/dev/null || setup_fail "fakes kube exited"
@@ -108,28 +76,13 @@ EOF
 }
 
 main() {
-    local bins=("$@") rc=0 st b
+    local bins=("$@")
     [[ ${#bins[@]} -gt 0 ]] || bins=("$BUILD/tests/unit/kube/test_lease")
-    for b in "${bins[@]}"; do
-        [[ -x $b ]] || setup_fail "no test binary at $b (make unit, or make SAN=1 unit)"
-    done
+    check_bins "${bins[@]}"
     build_fakes
-    WORK=$(mktemp -d /tmp/pgtr-unit-kube.XXXXXX) || setup_fail "mktemp failed"
-    trap cleanup EXIT
-    trap 'exit 130' INT
-    trap 'exit 143' TERM
+    make_work pgtr-unit-kube
     start_kube
-    for b in "${bins[@]}"; do
-        st=0
-        "$b" || st=$?
-        if [[ $st -eq 1 ]]; then
-            rc=1
-        elif [[ $st -ne 0 ]]; then
-            echo "not ok - $(basename "$b"): crashed or was stopped by a sanitizer (status $st)"
-            rc=1
-        fi
-    done
-    return $rc
+    run_bins "${bins[@]}"
 }
 
 main "$@"

@@ -24,54 +24,29 @@
 # Environment: BUILD (default build), FAKES, PAM_PGTOKEN (as for tests/pg/pg_test.sh),
 # PGTR_TEST_KEEP=1 keeps the directory (servers are stopped anyway).
 set -uo pipefail
-
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
-BUILD=${BUILD:-$ROOT/build}
-[[ $BUILD == /* ]] || BUILD=$ROOT/$BUILD
+# shellcheck source=../with-common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../with-common.sh"
 PGSTACK=$ROOT/tests/pg/pgstack
 AUD=https://ossrdbms-aad.database.windows.net
 OID_APP1=5a1b0c2d-0000-4000-8000-000000000001
 OID_NOLOGIN=5a1b0c2d-0000-4000-8000-000000000002
 OID_GHOST=5a1b0c2d-0000-4000-8000-000000000003
-
-WORK=
 S1=
 S2=
 
-setup_fail() {
-    echo "not ok - with-pg.sh: $*"
-    exit 1
-}
-
-cleanup() {
-    local rc=$?
+stop_servers() {
     if [[ -n $S2 ]]; then "$PGSTACK" stop "$S2" >/dev/null 2>&1 || true; fi
     if [[ -n $S1 ]]; then "$PGSTACK" stop "$S1" >/dev/null 2>&1 || true; fi
-    if [[ -n $WORK ]]; then
-        if [[ ${PGTR_TEST_KEEP:-0} == 1 ]]; then
-            echo "# with-pg.sh: kept $WORK" >&2
-        else
-            rm -rf "$WORK"
-        fi
-    fi
-    exit "$rc"
 }
 
 build_tools() {
-    if [[ -z ${FAKES:-} ]]; then
-        mkdir -p "$BUILD/tests"
-        (cd "$ROOT/tests" &&
-            GOPATH=${GOPATH:-$ROOT/.cache/go} GOCACHE=${GOCACHE:-$ROOT/.cache/go/build} \
-                GOFLAGS=${GOFLAGS:--modcacherw} go build -o "$BUILD/tests/fakes" ./fakes/cmd/fakes) ||
-            setup_fail "could not build the fakes (set FAKES to use a built one)"
-        FAKES=$BUILD/tests/fakes
-    fi
+    build_fakes
     if [[ -z ${PAM_PGTOKEN:-} ]]; then
         make -s -C "$ROOT" -f tests/pg/pg.mk BUILD="$BUILD" "$BUILD/tests/pam_pgtoken.so" ||
             setup_fail "could not build the PAM module"
         PAM_PGTOKEN=$BUILD/tests/pam_pgtoken.so
     fi
-    export FAKES PAM_PGTOKEN
+    export PAM_PGTOKEN
 }
 
 admin() { "$PGSTACK" psql "$1" -X -q -v ON_ERROR_STOP=1 "${@:2}" >/dev/null; }
@@ -117,16 +92,11 @@ setup_s2() {
 }
 
 main() {
-    local bins=("$@") rc=0 st b
+    local bins=("$@") rc=0
     [[ ${#bins[@]} -gt 0 ]] || bins=("$BUILD/tests/unit/pg/test_pgcheck")
-    for b in "${bins[@]}"; do
-        [[ -x $b ]] || setup_fail "no test binary at $b (make unit, or make SAN=1 unit)"
-    done
+    check_bins "${bins[@]}"
     build_tools
-    WORK=$(mktemp -d /tmp/pgtr-unit-pg.XXXXXX) || setup_fail "mktemp failed"
-    trap cleanup EXIT
-    trap 'exit 130' INT
-    trap 'exit 143' TERM
+    make_work pgtr-unit-pg
     # The server (user postgres) must reach the stacks' sockets and files.
     chmod 0755 "$WORK"
     mkdir -m 0700 "$WORK/tokens"
@@ -143,17 +113,8 @@ main() {
     mint ghost idp.key --set oid=$OID_GHOST --ttl 600
     mint foreign other.key --set oid=$OID_APP1 --ttl 600
 
-    for b in "${bins[@]}"; do
-        st=0
-        PGTR_TEST_PG_ENV=$S1/pg.env PGTR_TEST_PG2_ENV=$S2/pg.env \
-            PGTR_TEST_PG_TOKENS=$WORK/tokens "$b" || st=$?
-        if [[ $st -eq 1 ]]; then
-            rc=1
-        elif [[ $st -ne 0 ]]; then
-            echo "not ok - $(basename "$b"): crashed or was stopped by a sanitizer (status $st)"
-            rc=1
-        fi
-    done
+    export PGTR_TEST_PG_ENV=$S1/pg.env PGTR_TEST_PG2_ENV=$S2/pg.env PGTR_TEST_PG_TOKENS=$WORK/tokens
+    run_bins "${bins[@]}" || rc=1
     if grep -E 'AddressSanitizer|LeakSanitizer|runtime error:|terminated by signal' \
         "$S1/postgres.log" "$S2/postgres.log" >&2; then
         echo "not ok - with-pg.sh: a server backend crashed (see above)"
