@@ -68,8 +68,11 @@ $(BIN): $(CMD_OBJ) $(BUILD)/libpgtr.a
 $(BUILD)/tests/unit/%: tests/unit/%.c $(UNIT_HARNESS) $(BUILD)/libpgtr.a
 	@mkdir -p $(@D)
 	@echo '  TEST  $@'
-	@$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS) $(LDFLAGS) -o $@ $< $(UNIT_HARNESS) \
+	@$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS) $(LDFLAGS) $(UNIT_LDFLAGS) -o $@ $< $(UNIT_HARNESS) \
 	    $(BUILD)/libpgtr.a $(LDLIBS)
+
+# test_sbuf sees every free() of the library (--wrap) to check secrets are wiped first.
+$(BUILD)/tests/unit/base/test_sbuf: UNIT_LDFLAGS := -Wl,--wrap=free
 
 unit: $(UNIT_BIN)
 	@tests/unit/run.sh $(UNIT_BIN)

@@ -5,7 +5,80 @@
 #include <unistd.h>
 
 #include "base/err.h"
+#include "base/mem.h"
 #include "base/sbuf.h"
+
+/* The link wraps free() (-Wl,--wrap=free, see the Makefile): when the watched pointer is
+ * freed, its first watch_len bytes must already be zero. */
+void __real_free(void *p);
+void __wrap_free(void *p);
+
+static const void *volatile watch;
+static volatile size_t watch_len;
+static volatile int watch_freed, watch_dirty; /* volatile: free() is assumed not to touch them */
+
+void __wrap_free(void *p)
+{
+    if (p && p == watch) {
+        const unsigned char *b = p;
+        watch_freed++;
+        for (size_t i = 0; i < watch_len; i++)
+            watch_dirty += b[i] != 0;
+        watch = NULL;
+    }
+    __real_free(p);
+}
+
+static void watch_ptr(const void *p, size_t len)
+{
+    watch = p;
+    watch_len = len;
+    watch_freed = watch_dirty = 0;
+}
+
+static void test_wiped_when_freed(void)
+{
+    struct sbuf *s = sbuf_from("eyJhbGciOi.not-a-real-token.sig", 31);
+
+    watch_ptr(sbuf_expose(s), sbuf_len(s) + 1);
+    sbuf_free(s);
+    T_EQ_INT(watch_freed, 1);
+    T_EQ_INT(watch_dirty, 0);
+}
+
+static void test_wiped_when_grown_and_cleared(void)
+{
+    struct sbuf *s = sbuf_new(4096);
+    char part[60];
+
+    memset(part, 'x', sizeof(part));
+    T_RC(sbuf_add(s, part, sizeof(part)), 0);
+    /* Growing copies to a new block: the old one is wiped before it is freed. */
+    watch_ptr(sbuf_expose(s), sizeof(part));
+    T_RC(sbuf_add(s, part, sizeof(part)), 0);
+    T_EQ_INT(watch_freed, 1);
+    T_EQ_INT(watch_dirty, 0);
+    /* Clearing wipes in place. */
+    sbuf_clear(s);
+    for (size_t i = 0; i < 2 * sizeof(part); i++)
+        T_EQ_INT(sbuf_expose(s)[i], 0);
+    sbuf_free(s);
+}
+
+/* The watch itself sees bytes left behind: a plain buffer freed unwiped is caught. */
+static void test_watch_sees_unwiped(void)
+{
+    char *p = xmalloc(32);
+
+    memset(p, 'k', 32);
+    T_EQ_INT(p[31], 'k'); /* read back, so the stores are not dropped as dead */
+    watch_ptr(p, 32);
+    free(p);
+    T_EQ_INT(watch_freed, 1);
+    /* The compiler may drop part of a memset before free() as dead (why OPENSSL_cleanse
+     * exists): some bytes, not necessarily all 32, are still there. */
+    T_CHECK(watch_dirty > 0);
+}
 
 static void test_grow_and_cap(void)
 {
@@ -72,6 +145,9 @@ static void test_fingerprint(void)
 
 int main(void)
 {
+    T_RUN(test_wiped_when_freed);
+    T_RUN(test_wiped_when_grown_and_cleared);
+    T_RUN(test_watch_sees_unwiped);
     T_RUN(test_grow_and_cap);
     T_RUN(test_eq);
     T_RUN(test_read_file);
