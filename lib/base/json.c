@@ -8,21 +8,27 @@
 #include <openssl/crypto.h>
 
 #include "base/err.h"
+#include "base/mem.h"
 #include "base/banned.h"
 
-/* Depth of brackets outside strings; a linear scan with no recursion. */
-static int too_deep(const char *s, size_t len)
+/* One linear scan, no recursion: whether brackets outside strings nest deeper than
+ * JSON_MAX_DEPTH, and how many strings hold the escape \u0000. */
+static int scan(const char *s, size_t len, size_t *nul_escapes)
 {
     int depth = 0;
     bool in_str = false;
 
+    *nul_escapes = 0;
     for (size_t i = 0; i < len; i++) {
         char c = s[i];
         if (in_str) {
-            if (c == '\\')
+            if (c == '\\') {
+                if (len - i > 5 && !memcmp(s + i + 1, "u0000", 5))
+                    (*nul_escapes)++;
                 i++;
-            else if (c == '"')
+            } else if (c == '"') {
                 in_str = false;
+            }
         } else if (c == '"') {
             in_str = true;
         } else if (c == '{' || c == '[') {
@@ -35,19 +41,54 @@ static int too_deep(const char *s, size_t len)
     return 0;
 }
 
+/* A copy of data with every \u0000 escape in a string turned into \u0001. cJSON would
+ * decode U+0000 into a C string's end, silently cutting the value ("admin\u0000x" read as
+ * "admin"); U+0001 keeps the value whole, and every check that refuses control characters
+ * then sees one. The copy may hold secrets: the caller cleanses it. */
+static char *without_nul_escapes(const char *data, size_t len)
+{
+    char *c = xmalloc(len + 1);
+    bool in_str = false;
+
+    memcpy(c, data, len);
+    c[len] = '\0';
+    for (size_t i = 0; i < len; i++) {
+        if (in_str) {
+            if (c[i] == '\\') {
+                if (len - i > 5 && !memcmp(c + i + 1, "u0000", 5))
+                    c[i + 5] = '1';
+                i++;
+            } else if (c[i] == '"') {
+                in_str = false;
+            }
+        } else if (c[i] == '"') {
+            in_str = true;
+        }
+    }
+    return c;
+}
+
 int json_parse(cJSON **out, const char *data, size_t len, size_t max_len)
 {
-    const char *end = NULL;
+    const char *end = NULL, *text = data;
+    char *copy = NULL;
+    size_t nuls;
     cJSON *j;
 
     if (len > max_len)
         return err_set(ERR_TOOBIG, "JSON document of %zu bytes is over the %zu-byte limit", len,
                        max_len);
-    if (too_deep(data, len))
+    if (scan(data, len, &nuls))
         return err_set(ERR_PARSE, "JSON nested deeper than %d levels", JSON_MAX_DEPTH);
-    j = cJSON_ParseWithLengthOpts(data, len, &end, 0);
+    if (nuls)
+        text = copy = without_nul_escapes(data, len);
+    j = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    if (copy) {
+        OPENSSL_cleanse(copy, len);
+        free(copy);
+    }
     if (!j) {
-        size_t at = end && end >= data ? (size_t)(end - data) : 0;
+        size_t at = end && end >= text ? (size_t)(end - text) : 0;
         return err_set(ERR_PARSE, "malformed JSON near byte %zu of %zu", at, len);
     }
     *out = j;

@@ -23,6 +23,21 @@ static void test_parse_caps(void)
     cJSON_Delete(j);
 }
 
+/* \u0000 would end a C string early ("admin\u0000x" read as "admin"): it comes out as
+ * U+0001, so the value stays whole and a control-character check sees it. An escaped
+ * backslash followed by "u0000" is plain text and stays so. */
+static void test_nul_escape(void)
+{
+    const char *doc = "{\"a\":\"ad\\u0000min\",\"b\":\"\\\\u0000\",\"c\":\"\\u0000\"}";
+    cJSON *j = NULL;
+
+    T_RC(json_parse(&j, doc, strlen(doc), 1000), 0);
+    T_EQ_STR(json_str(j, "a"), "ad\001min");
+    T_EQ_STR(json_str(j, "b"), "\\u0000");
+    T_EQ_STR(json_str(j, "c"), "\001");
+    cJSON_Delete(j);
+}
+
 static void test_lookups(void)
 {
     const char *doc = "{\"s\":\"x\",\"n\":42,\"f\":1.5,\"ns\":\"1700000000\",\"bad\":\"12a\","
@@ -59,6 +74,7 @@ static void test_quote(void)
 int main(void)
 {
     T_RUN(test_parse_caps);
+    T_RUN(test_nul_escape);
     T_RUN(test_lookups);
     T_RUN(test_quote);
     return t_done();
