@@ -2,7 +2,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "base/b64.h"
 #include "base/clock.h"
 #include "base/err.h"
 #include "base/json.h"
@@ -57,12 +59,48 @@ static int token_error(long status, const cJSON *j)
                    code ? code : "error", *line ? ": " : "", line);
 }
 
+/* A token has only printable ASCII (a JWT: base64url and dots). Anything else in it would
+ * end up in a Secret, an environment variable or a URL. */
+static bool token_chars_ok(const char *tok, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)tok[i] <= 0x20 || (unsigned char)tok[i] >= 0x7f)
+            return false;
+    return true;
+}
+
+/* The JWT's header names a signature algorithm and the token carries a signature: Entra signs
+ * every token, so an unsigned one ("alg":"none", or nothing after the last dot) did not come
+ * from it. The controller cannot verify the signature (the database does); it refuses what is
+ * certainly not a real token. */
+static int jwt_signed(const char *tok, size_t len)
+{
+    const char *dot = memchr(tok, '.', len), *alg;
+    size_t hlen = dot ? (size_t)(dot - tok) : 0, rawlen = 0;
+    unsigned char *raw;
+    cJSON *h = NULL;
+    int rc = 0;
+
+    if (!hlen || tok[len - 1] == '.')
+        return err_set(ERR_PARSE, "token endpoint returned an unsigned JWT");
+    raw = xmalloc(B64_DECODED_MAX(hlen) + 1);
+    if (b64_decode(raw, &rawlen, tok, hlen, true) < 0 ||
+        json_parse(&h, (const char *)raw, rawlen, JWT_MAX_LEN) < 0 || !cJSON_IsObject(h))
+        rc = err_set(ERR_PARSE, "token endpoint returned a JWT whose header is not JSON");
+    else if (!(alg = json_str(h, "alg")) || !*alg || !strcasecmp(alg, "none"))
+        rc = err_set(ERR_PARSE, "token endpoint returned an unsigned JWT (alg none or missing)");
+    cJSON_Delete(h);
+    free(raw);
+    return rc;
+}
+
 int idp_parse_token_response(struct idp_token *out, long status, const char *body, size_t len,
                              int64_t now)
 {
     struct jwt_times t = { 0, 0, 0 };
     const char *tok;
     int64_t expires_in = 0;
+    size_t tok_len;
     cJSON *j = NULL;
     int rc;
 
@@ -82,7 +120,13 @@ int idp_parse_token_response(struct idp_token *out, long status, const char *bod
     }
     tok = json_str(j, "access_token");
     if (!tok || !*tok) {
-        rc = err_set(ERR_PARSE, "token endpoint reply has no access_token");
+        rc = err_set(ERR_PARSE, "token endpoint reply has no access_token string");
+        goto out;
+    }
+    tok_len = strlen(tok);
+    if (!token_chars_ok(tok, tok_len)) {
+        rc = err_set(ERR_PARSE, "token endpoint returned an access_token with a space, control or "
+                                "non-ASCII character");
         goto out;
     }
     /* Not believed when absent, not positive or absurd (which also keeps now + expires_in
@@ -90,14 +134,23 @@ int idp_parse_token_response(struct idp_token *out, long status, const char *bod
     if (json_i64(&expires_in, j, "expires_in") < 0 || expires_in <= 0 ||
         expires_in > IDP_EXPIRES_IN_MAX)
         expires_in = 0;
-    if (jwt_read_times(&t, tok, strlen(tok)) < 0) {
+    if (memchr(tok, '.', tok_len)) {
+        /* A JWT, as Entra's tokens are: it must be readable, signed and say when it expires
+         * (the database refuses one without exp). */
+        if ((rc = jwt_read_times(&t, tok, tok_len)) < 0) {
+            rc = err_wrap(rc == ERR_TOOBIG ? ERR_TOOBIG : ERR_PARSE,
+                          "token endpoint returned a malformed JWT");
+            goto out;
+        }
+        if ((rc = jwt_signed(tok, tok_len)) < 0)
+            goto out;
+    } else {
         /* An opaque token: trust expires_in alone. */
         if (!expires_in) {
             rc = err_set(ERR_PARSE, "token has neither an exp claim nor expires_in");
             goto out;
         }
         t.exp = now + expires_in;
-        t.iat = now;
     }
     if (expires_in && llabs((t.exp - now) - expires_in) > IDP_SKEW_TOLERANCE_S) {
         log_warn("token_lifetime_mismatch", LOG_I64("exp_in_s", t.exp - now),
@@ -105,13 +158,19 @@ int idp_parse_token_response(struct idp_token *out, long status, const char *bod
         if (now + expires_in < t.exp)
             t.exp = now + expires_in; /* trust the earlier of the two */
     }
-    if (t.exp <= now - IDP_SKEW_TOLERANCE_S) {
-        rc = err_set(ERR_PARSE, "token endpoint returned a token that expired %llds ago",
-                     (long long)(now - t.exp));
+    /* exp is what the database checks; a token already past it on our clock is useless (and
+     * writing it would only schedule the next rotation at once, again and again). */
+    if (t.exp <= now) {
+        rc = err_set(ERR_PARSE, "token endpoint returned a token that expired %llds ago (or the "
+                                "issuer's clock is that far behind)", (long long)(now - t.exp));
         goto out;
     }
-    out->token = sbuf_from(tok, strlen(tok));
-    out->issued_at = t.iat ? t.iat : now;
+    out->token = sbuf_from(tok, tok_len);
+    /* Scheduling runs on this clock alone: the token's life is counted from now, when it was
+     * received. Its iat is on the issuer's clock and Entra backdates it by 5 minutes; with an
+     * issuer clock a few minutes behind, iat-based rotation points fell before the token was
+     * even received and every reconcile minted and wrote again. */
+    out->issued_at = now;
     out->expires_at = t.exp;
     rc = 0;
 out:

@@ -14,8 +14,10 @@
 
 struct idp_token {
     struct sbuf *token;
-    int64_t issued_at;  /* epoch seconds: iat, or the time it was received */
-    int64_t expires_at; /* epoch seconds: exp, cross-checked with expires_in */
+    int64_t issued_at;  /* epoch seconds on our clock: when it was received (not iat: that
+                         * is the issuer's clock, and Entra backdates it by 5 minutes) */
+    int64_t expires_at; /* epoch seconds: exp, or receipt + expires_in when that is more than
+                         * 5 minutes earlier; always after issued_at */
 };
 
 void idp_token_release(struct idp_token *t);
@@ -76,7 +78,11 @@ int idp_token_url(char **out, const char *authority_host, const char *tenant_id,
                   bool allow_http);
 
 /* Parses a token endpoint reply (exposed for unit tests and fuzzing):
- * status and body in, token out. now is the epoch second of receipt. */
+ * status and body in, token out. now is the epoch second of receipt. 0 and *out (the caller
+ * releases it); ERR_UNAVAILABLE (429, 5xx), ERR_REJECTED (another error status); ERR_PARSE
+ * (ERR_TOOBIG) for a reply that is not JSON, has no access_token string, a token with a space,
+ * control or non-ASCII character, a JWT that cannot be read, is unsigned ("alg":"none") or has
+ * no exp, an opaque token without expires_in, or a token already expired on our clock. */
 int idp_parse_token_response(struct idp_token *out, long status, const char *body, size_t len,
                              int64_t now);
 

@@ -31,7 +31,7 @@ struct policy_cfg {
 struct policy_input {
     const char *spec_hash;          /* spec_hash() of the spec parsed now */
     const char *status_spec_hash;   /* pgtoken.io/status.spec-hash */
-    const char *status_issued_at;   /* pgtoken.io/status.issued-at, RFC 3339 (token iat) */
+    const char *status_issued_at;   /* pgtoken.io/status.issued-at, RFC 3339 (when received) */
     const char *status_expires_at;  /* pgtoken.io/status.expires-at, RFC 3339 (token exp) */
     bool keys_present;              /* every output key is in the Secret's data */
     uint64_t seed;                  /* per Secret, e.g. policy_seed(namespace, name) */
