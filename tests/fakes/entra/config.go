@@ -33,6 +33,12 @@ type Config struct {
 	// ClockSkewS is the tolerance when checking a client assertion's exp
 	// and nbf (default 0: an assertion is expired the second after exp).
 	ClockSkewS int `json:"clock_skew_s,omitempty"`
+	// ClockOffsetS makes issued tokens look as if the fake's clock were off
+	// by this many seconds (positive: ahead): iat, nbf and exp (and IMDS's
+	// expires_on/not_before) move by it; expires_in does not. Everything
+	// else (client assertion checks, timestamps in errors) keeps the real
+	// clock. For clock-skew tests: validators use the real clock.
+	ClockOffsetS int `json:"clock_offset_s,omitempty"`
 
 	// Resources, when not empty, lists the only resources (scope minus
 	// "/.default") tokens may be requested for; others get AADSTS500011.

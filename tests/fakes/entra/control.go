@@ -87,6 +87,7 @@ func controlError(w http.ResponseWriter, status int, msg string) {
 //	GET    /_fake/stats                  counts by endpoint and status
 //	DELETE /_fake/stats                  zero them
 //	POST   /_fake/reset                  drop faults, requests and stats
+//	GET    /_fake/minted                 every access token issued (kept across reset)
 func (s *Server) control(w http.ResponseWriter, r *http.Request) {
 	if !isLoopback(r.RemoteAddr) {
 		controlError(w, http.StatusForbidden, "the control API answers loopback clients only")
@@ -162,6 +163,8 @@ func (s *Server) control(w http.ResponseWriter, r *http.Request) {
 	case "DELETE /_fake/stats":
 		s.ResetStats()
 		w.WriteHeader(http.StatusNoContent)
+	case "GET /_fake/minted":
+		writeJSON(w, http.StatusOK, s.Minted())
 	case "POST /_fake/reset":
 		s.ClearFaults()
 		s.ClearRequests()

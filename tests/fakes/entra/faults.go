@@ -1,7 +1,9 @@
 package entra
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -32,7 +34,16 @@ type Fault struct {
 	Truncate    bool   `json:"truncate,omitempty"`
 	Body        string `json:"body,omitempty"`
 	ContentType string `json:"content_type,omitempty"`
-	Used        int    `json:"used"` // requests it has been applied to
+	// EnormousBytes: a 200 token answer of exactly this many bytes (a valid
+	// JSON object whose access_token fills it), streamed; with Chunked it is
+	// sent without Content-Length, so a client learns the size only by
+	// reading.
+	EnormousBytes int64 `json:"enormous_bytes,omitempty"`
+	Chunked       bool  `json:"chunked,omitempty"`
+	// NestingDepth: a 200 token answer whose access_token is this many
+	// nested arrays ([[[...]]]): valid JSON of 2*N bytes and a few more.
+	NestingDepth int `json:"nesting_depth,omitempty"`
+	Used         int `json:"used"` // requests it has been applied to
 }
 
 // Endpoint names, and the classes a fault's endpoint may name.
@@ -72,13 +83,22 @@ func (f *Fault) check() error {
 		return fmt.Errorf("count, delay_ms and retry_after_s must not be negative")
 	}
 	n := 0
-	for _, b := range []bool{f.Hang, f.Malformed, f.Truncate, f.Body != ""} {
+	for _, b := range []bool{f.Hang, f.Malformed, f.Truncate, f.Body != "", f.EnormousBytes != 0, f.NestingDepth != 0} {
 		if b {
 			n++
 		}
 	}
 	if n > 1 {
-		return fmt.Errorf("hang, malformed, truncate and body exclude each other")
+		return fmt.Errorf("hang, malformed, truncate, body, enormous_bytes and nesting_depth exclude each other")
+	}
+	if f.EnormousBytes < 0 || f.NestingDepth < 0 {
+		return fmt.Errorf("enormous_bytes and nesting_depth must not be negative")
+	}
+	if f.EnormousBytes != 0 && f.EnormousBytes < int64(len(enormousHead)+len(enormousTail)) {
+		return fmt.Errorf("enormous_bytes must be at least %d", len(enormousHead)+len(enormousTail))
+	}
+	if f.Chunked && f.EnormousBytes == 0 {
+		return fmt.Errorf("chunked goes with enormous_bytes")
 	}
 	if f.Truncate && f.Status != 0 {
 		return fmt.Errorf("truncate cuts the real answer: it takes no status")
@@ -101,6 +121,13 @@ func (f *Fault) describe() string {
 		parts = append(parts, "truncate")
 	case f.Body != "":
 		parts = append(parts, "body")
+	case f.EnormousBytes != 0:
+		parts = append(parts, fmt.Sprintf("enormous %d bytes", f.EnormousBytes))
+		if f.Chunked {
+			parts = append(parts, "chunked")
+		}
+	case f.NestingDepth != 0:
+		parts = append(parts, fmt.Sprintf("nesting %d", f.NestingDepth))
 	}
 	if f.Status != 0 {
 		parts = append(parts, strconv.Itoa(f.Status))
@@ -168,6 +195,31 @@ func (s *Server) takeFault(endpoint string) *Fault {
 
 const malformedBody = `{"token_type":"Bearer","access_token":"this is not JSON`
 
+const (
+	enormousHead = `{"token_type":"Bearer","expires_in":3600,"ext_expires_in":3600,"access_token":"`
+	enormousTail = `"}`
+	nestingHead  = `{"token_type":"Bearer","expires_in":3600,"access_token":`
+)
+
+// streamRepeat writes head, n copies of c, then tail, in 64 KiB pieces, and
+// stops when the client goes away. It returns the bytes written.
+func streamRepeat(w http.ResponseWriter, head string, c byte, n int64, tail string) int64 {
+	total, _ := w.Write([]byte(head))
+	sent := int64(total)
+	chunk := bytes.Repeat([]byte{c}, 64<<10)
+	for n > 0 {
+		k := min(n, int64(len(chunk)))
+		m, err := w.Write(chunk[:k])
+		sent += int64(m)
+		if err != nil {
+			return sent
+		}
+		n -= k
+	}
+	m, _ := w.Write([]byte(tail))
+	return sent + int64(m)
+}
+
 func (s *Server) applyFault(f *Fault, w http.ResponseWriter, r *http.Request, rec *Record, h endpointFunc) {
 	if f.DelayMS > 0 {
 		t := time.NewTimer(time.Duration(f.DelayMS) * time.Millisecond)
@@ -193,6 +245,12 @@ func (s *Server) applyFault(f *Fault, w http.ResponseWriter, r *http.Request, re
 	if f.RetryAfterS > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(f.RetryAfterS))
 	}
+	if !f.Truncate && (f.Body != "" || f.Malformed || f.EnormousBytes != 0 || f.NestingDepth != 0 || f.Status != 0) {
+		// Read the request first, as the real service does: an HTTP/2 answer sent
+		// before the request body has arrived ends with RST_STREAM, which clients
+		// (libcurl) may report as a stream error instead of the answer.
+		io.Copy(io.Discard, io.LimitReader(r.Body, 1<<20))
+	}
 	switch {
 	case f.Body != "":
 		ct := f.ContentType
@@ -202,6 +260,22 @@ func (s *Server) applyFault(f *Fault, w http.ResponseWriter, r *http.Request, re
 		w.Header().Set("Content-Type", ct)
 		w.WriteHeader(orDefault(f.Status, http.StatusOK))
 		w.Write([]byte(f.Body))
+	case f.EnormousBytes != 0:
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		if !f.Chunked {
+			w.Header().Set("Content-Length", strconv.FormatInt(f.EnormousBytes, 10))
+		}
+		w.WriteHeader(orDefault(f.Status, http.StatusOK))
+		fill := f.EnormousBytes - int64(len(enormousHead)+len(enormousTail))
+		sent := streamRepeat(w, enormousHead, 'A', fill, enormousTail)
+		rec.Detail = fmt.Sprintf("sent %d of %d bytes", sent, f.EnormousBytes)
+	case f.NestingDepth != 0:
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.WriteHeader(orDefault(f.Status, http.StatusOK))
+		w.Write([]byte(nestingHead))
+		n := int64(f.NestingDepth)
+		streamRepeat(w, "", '[', n, "")
+		streamRepeat(w, "", ']', n, "}")
 	case f.Malformed:
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
 		w.WriteHeader(orDefault(f.Status, http.StatusOK))

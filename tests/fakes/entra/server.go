@@ -45,6 +45,33 @@ type Server struct {
 	records  []Record
 	seq      int64
 	stats    map[string]map[string]int
+	minted   []MintedToken
+}
+
+// MintedToken is an access token the fake handed out (GET /_fake/minted):
+// tests search logs, Events, annotations and metrics for these.
+type MintedToken struct {
+	Time        string `json:"time"`
+	Endpoint    string `json:"endpoint"` // token, imds or app-service
+	SHA256      string `json:"sha256"`   // as in the records' issued.sha256
+	AccessToken string `json:"access_token"`
+}
+
+// remember keeps a copy of every access token issued (also one a truncate
+// fault cut short: the client may have seen part of it).
+func (s *Server) remember(endpoint, tok string) {
+	s.mu.Lock()
+	s.minted = append(s.minted, MintedToken{Time: s.now().UTC().Format(time.RFC3339Nano),
+		Endpoint: endpoint, SHA256: TokenSHA256(tok), AccessToken: tok})
+	s.mu.Unlock()
+}
+
+// Minted returns every access token issued since the fake started, oldest
+// first. Reset does not forget them.
+func (s *Server) Minted() []MintedToken {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]MintedToken{}, s.minted...)
 }
 
 // New makes a Server.

@@ -384,7 +384,7 @@ func matchFederated(cfg *Config, app *App, iss, sub string, auds []string) *aadE
 // issue signs an access token (a v1.0 app-only token, the kind Azure
 // Database for PostgreSQL receives) and records its claims and hash.
 func (s *Server) issue(cfg *Config, rec *Record, resource, appID, objectID, miResourceID string, lifetime int) (string, error) {
-	now := s.now().Unix()
+	now := s.now().Unix() + int64(cfg.ClockOffsetS)
 	iat := now - int64(cfg.backdate())
 	tid := cfg.TenantID
 	iss := "https://sts.windows.net/" + tid + "/"
@@ -414,5 +414,6 @@ func (s *Server) issue(cfg *Config, rec *Record, resource, appID, objectID, miRe
 		return "", err
 	}
 	rec.Issued = &IssuedToken{SHA256: TokenSHA256(tok), Claims: claims}
+	s.remember(rec.Endpoint, tok)
 	return tok, nil
 }
