@@ -53,6 +53,7 @@ func TestRotateAndLogin(t *testing.T) {
 
 // A role with '@' and a space survives percent-encoding in DATABASE_URL.
 func TestRoleNeedingEncoding(t *testing.T) {
+	covers(t, "Bad input: annotations", "Role name with @ and a space", "written percent-encoded in DATABASE_URL; psql logs in with it")
 	w := newWorld(t, stack.Options{})
 	const role = "db team@contoso.com"
 	if err := w.s.AddRole(role, stack.ControllerOID, ""); err != nil {
@@ -104,6 +105,7 @@ func TestShortLivedTokensRotate(t *testing.T) {
 // A role that does not exist: nothing written, LoginFailed Event, status says so,
 // retries back off; a working value already in the Secret is kept.
 func TestLoginFailureKeepsOldValue(t *testing.T) {
+	covers(t, "PostgreSQL", "New token cannot log in (role does not exist)", "annotations point at a missing role; nothing is written, LoginFailed Event and status, retries back off, the working value stays")
 	w := newWorld(t, stack.Options{})
 	w.managed("bad", "db", w.pgAnn())
 	good := w.waitSecret("bad", "db", 30*time.Second, "first write", hasKeys("DATABASE_URL"))
@@ -153,6 +155,7 @@ func TestLoginFailureKeepsOldValue(t *testing.T) {
 
 // Bad annotations: InvalidConfig Event and status, nothing written, other Secrets unaffected.
 func TestInvalidConfig(t *testing.T) {
+	covers(t, "Bad input: annotations", "Port out of range, unknown template placeholder", "InvalidConfig Event and status, nothing written; a good Secret alongside is rotated")
 	w := newWorld(t, stack.Options{})
 	w.managed("cfg", "bad-port", w.pgAnn("pgtoken.io/port", "99999"))
 	w.managed("cfg", "unknown-placeholder", w.pgAnn("pgtoken.io/template.URL", "postgresql://{usr}@{host}"))

@@ -41,6 +41,7 @@ func (w *world) entra(method, path string, body any) {
 // The token endpoint fails (500, then 429 with Retry-After, then garbage):
 // the Secret keeps its working value; when it recovers, rotation resumes.
 func TestTokenEndpointOutage(t *testing.T) {
+	covers(t, "Entra ID", "Token endpoint: 500, 429 with Retry-After, garbage body", "faults on the fake Entra; the Secret keeps its working value, Retry-After is honoured, rotation resumes when the endpoint recovers")
 	w := newWorld(t, stack.Options{TokenLifetime: 60 * time.Second})
 	w.managed("out", "db", w.pgAnn())
 	first := w.waitSecret("out", "db", 30*time.Second, "first write", hasKeys("password"))
@@ -77,6 +78,7 @@ func TestTokenEndpointOutage(t *testing.T) {
 // The API server drops every watch and then forgets all resourceVersions
 // (410 on resume): the controller relists and misses no Secret.
 func TestWatchDropAndGone(t *testing.T) {
+	covers(t, "Kubernetes API", "Watch dropped mid-stream; server restarted (all resourceVersions gone: 410)", "the fake API server drops every watch, then compacts its history; Secrets changed meanwhile are all reconciled after the relist")
 	if realKube() {
 		t.Skip("needs the fake API server to drop watches and forget resourceVersions on demand")
 	}
@@ -101,6 +103,7 @@ func TestWatchDropAndGone(t *testing.T) {
 // Someone else writes the Secret between our read and our write (409): no
 // update is lost, theirs or ours.
 func TestConflictNoLostUpdate(t *testing.T) {
+	covers(t, "Kubernetes API", "Concurrent writer to the same Secret (409 conflict)", "another client edits unrelated keys between read and write; both its keys and the new credential survive")
 	if realKube() {
 		t.Skip("needs the fake API server to answer 409 on demand")
 	}
@@ -131,6 +134,7 @@ func TestConflictNoLostUpdate(t *testing.T) {
 
 // A deleted Secret, or one whose label is removed, is forgotten.
 func TestDeleteAndUnlabel(t *testing.T) {
+	covers(t, "Kubernetes API", "Secret deleted or label removed during work", "the controller logs that it forgot each one and never writes them again")
 	w := newWorld(t, stack.Options{})
 	w.managed("del", "a", w.pgAnn())
 	w.managed("del", "b", w.pgAnn())
@@ -176,6 +180,7 @@ func TestManySecretsShareOneToken(t *testing.T) {
 // A 401 (say, a rotated ServiceAccount token) drops the credential and the
 // request is sent again with a fresh one; nothing fails.
 func TestUnauthorizedRefreshesCredential(t *testing.T) {
+	covers(t, "Kubernetes API", "401 (rotated ServiceAccount token)", "the fake API server answers 401 once; the controller re-reads its credential and the request succeeds")
 	if realKube() {
 		t.Skip("needs the fake API server to answer 401 on demand")
 	}

@@ -3,6 +3,8 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"regexp"
@@ -23,7 +25,13 @@ type world struct {
 	// every password value seen in a Secret, to check none leaks into logs or Events
 	seenMu sync.Mutex
 	seen   map[string]bool
+	// everything the controllers showed the world (logs, /metrics), searched at
+	// close for every token the fake Entra minted
+	shown   []shown
+	metrics string // base URL of the current controller's metrics listener
 }
+
+type shown struct{ where, text string }
 
 func newWorld(t *testing.T, opts stack.Options, ctrlArgs ...string) *world {
 	t.Helper()
@@ -48,8 +56,25 @@ func newWorld(t *testing.T, opts stack.Options, ctrlArgs ...string) *world {
 	return w
 }
 
+// startController starts the controller with the metrics listener on (as the
+// chart does) unless the test picked its own address.
 func (w *world) startController(name string, args ...string) {
 	w.t.Helper()
+	w.metrics = ""
+	picked := false
+	for i, a := range args {
+		if strings.HasPrefix(a, "--metrics-addr") {
+			picked = true
+			if a == "--metrics-addr" && i+1 < len(args) {
+				w.metrics = "http://" + args[i+1]
+			}
+		}
+	}
+	if !picked {
+		addr := fmt.Sprintf("127.0.0.1:%d", opsFreePort(w.t))
+		args = append(append([]string{}, args...), "--metrics-addr", addr)
+		w.metrics = "http://" + addr
+	}
 	var err error
 	if w.ctrl, err = w.s.StartController(name, args...); err != nil {
 		w.t.Fatalf("controller: %v", err)
@@ -68,15 +93,23 @@ func (w *world) stopController() {
 	for i := 0; i < 100 && !w.ctrl.Exited() && !strings.Contains(w.ctrl.Output(), `"msg":"controller_`); i++ {
 		time.Sleep(100 * time.Millisecond)
 	}
+	if w.metrics != "" && !w.ctrl.Exited() {
+		if text, err := scrape(w.metrics + "/metrics"); err == nil {
+			w.shown = append(w.shown, shown{"/metrics", text})
+		}
+	}
 	start := time.Now()
 	err := w.ctrl.Stop(15 * time.Second)
+	out := w.ctrl.Output()
+	sanitized.add(err == nil, sanitizerRe.FindString(out))
 	if err != nil {
 		w.t.Errorf("controller exit: %v\n%s", err, tail(w.ctrl.Output(), 40))
 	}
 	if d := time.Since(start); d > 10*time.Second {
 		w.t.Errorf("SIGTERM took %v", d)
 	}
-	w.checkNoLeak(w.ctrl.Output(), "controller log")
+	w.checkNoLeak(out, "controller log")
+	w.shown = append(w.shown, shown{"controller log", out})
 	w.ctrl = nil
 }
 
@@ -85,6 +118,7 @@ func (w *world) close() {
 		w.stopController()
 	}
 	w.checkAllEvents()
+	w.searchMinted()
 	if w.t.Failed() {
 		os.Setenv("PGTR_KEEP", "1")
 		w.t.Logf("stack kept in %s", w.s.Dir)
@@ -238,6 +272,155 @@ func (w *world) checkAllEvents() {
 	}
 	for _, e := range l.Items {
 		w.checkNoLeak(e.Message, "Event "+e.Reason)
+		w.shown = append(w.shown, shown{"Event " + e.Reason, e.Message})
+	}
+	var secrets struct{ Items []stack.Secret }
+	if err := w.k.JSON("GET", "/api/v1/secrets", "", nil, &secrets); err != nil {
+		w.t.Errorf("listing Secrets: %v", err)
+		return
+	}
+	for _, sec := range secrets.Items {
+		where := "annotations of Secret " + sec.Metadata.Namespace + "/" + sec.Metadata.Name
+		for _, m := range []map[string]string{sec.Metadata.Annotations, sec.Metadata.Labels} {
+			for k, v := range m {
+				w.checkNoLeak(k+"="+v, where)
+				w.shown = append(w.shown, shown{where, k + "=" + v})
+			}
+		}
+	}
+}
+
+// searchMinted looks for every access token the fake Entra issued in this
+// world (whole, and its signature alone) in everything the controllers showed:
+// logs, Events, annotations and labels of every Secret, /metrics.
+func (w *world) searchMinted() {
+	w.t.Helper()
+	tokens, err := w.minted()
+	if err != nil {
+		w.t.Errorf("asking the fake Entra for the tokens it minted: %v", err)
+		return
+	}
+	n := 0
+	for _, s := range w.shown {
+		n += len(s.text)
+		for _, tok := range tokens {
+			sig := tok
+			if i := strings.LastIndexByte(tok, '.'); i >= 0 && len(tok)-i > 16 {
+				sig = tok[i+1:]
+			}
+			if strings.Contains(s.text, tok) || strings.Contains(s.text, sig) {
+				w.t.Errorf("%s holds a token the fake Entra minted", s.where)
+				leaks.found++
+			}
+		}
+	}
+	leaks.add(len(tokens), n, len(w.shown))
+}
+
+// minted returns the access tokens the fake Entra has issued (GET /_fake/minted).
+func (w *world) minted() ([]string, error) {
+	body, err := w.s.EntraGet("/_fake/minted")
+	if err != nil {
+		return nil, err
+	}
+	var v []struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.Unmarshal(body, &v); err != nil {
+		return nil, fmt.Errorf("GET /_fake/minted: %v", err)
+	}
+	out := make([]string, 0, len(v))
+	for _, m := range v {
+		if len(m.AccessToken) >= 16 { // a truncated answer may hold a stub
+			out = append(out, m.AccessToken)
+		}
+	}
+	return out, nil
+}
+
+func scrape(url string) (string, error) {
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
+var sanitizerRe = regexp.MustCompile(`(ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:)[^\n]*`)
+
+// The run's totals, printed by TestMain for the reliability table.
+var (
+	leaks     leakTotals
+	sanitized sanTotals
+)
+
+type leakTotals struct {
+	mu                            sync.Mutex
+	worlds, tokens, bytes, places int
+	found                         int
+}
+
+func (l *leakTotals) add(tokens, bytes, places int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.worlds++
+	l.tokens += tokens
+	l.bytes += bytes
+	l.places += places
+}
+
+type sanTotals struct {
+	mu             sync.Mutex
+	stops, unclean int
+	reports        []string
+}
+
+func (s *sanTotals) add(clean bool, report string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stops++
+	if !clean {
+		s.unclean++
+	}
+	if report != "" {
+		s.reports = append(s.reports, report)
+	}
+}
+
+// rule is one RBAC policy rule.
+func rule(group string, resources []string, verbs ...string) map[string]any {
+	return map[string]any{"apiGroups": []string{group}, "resources": resources, "verbs": verbs}
+}
+
+// grant gives the controller's ServiceAccount the rules, as a ClusterRole and
+// ClusterRoleBinding named name, or a Role and RoleBinding in namespace ns. Only
+// the real kube-apiserver enforces RBAC; against the fake it does nothing.
+func (w *world) grant(name, ns string, rules ...map[string]any) {
+	w.t.Helper()
+	if !realKube() {
+		return
+	}
+	kind, base := "ClusterRole", "/apis/rbac.authorization.k8s.io/v1/"
+	meta := map[string]any{"name": name}
+	if ns != "" {
+		kind, base = "Role", base+"namespaces/"+ns+"/"
+		meta["namespace"] = ns
+	}
+	role := map[string]any{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind,
+		"metadata": meta, "rules": rules}
+	bind := map[string]any{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind + "Binding",
+		"metadata": meta,
+		"roleRef":  map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": name},
+		"subjects": []any{map[string]any{"kind": "ServiceAccount", "name": stack.ControllerSA,
+			"namespace": stack.ControllerNS}}}
+	if err := w.k.JSON("POST", base+strings.ToLower(kind)+"s", "application/json", role, nil); err != nil {
+		w.t.Fatal(err)
+	}
+	if err := w.k.JSON("POST", base+strings.ToLower(kind)+"bindings", "application/json", bind, nil); err != nil {
+		w.t.Fatal(err)
 	}
 }
 
@@ -250,4 +433,19 @@ func (w *world) fakeOnly(why string) {
 	if realKube() {
 		w.t.Skip("needs the fake API server: " + why)
 	}
+}
+
+// covers declares that this test proves one row of the README's reliability
+// table: class (e.g. "Kubernetes API"), the fault or bad input, and how the
+// test provokes and checks it. tests/reliability builds the table from these
+// lines and the test's own PASS/FAIL/SKIP in the run's log, so a row exists
+// only where a test ran and its result is what the run said.
+func covers(t *testing.T, class, fault, how string) {
+	t.Helper()
+	clean := func(s string) string { return strings.Join(strings.Fields(s), " ") }
+	tier := "fake"
+	if realKube() {
+		tier = "real"
+	}
+	fmt.Printf("RELIABILITY\t%s\t%s\t%s\t%s\t%s\n", tier, t.Name(), clean(class), clean(fault), clean(how))
 }

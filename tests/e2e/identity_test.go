@@ -44,29 +44,9 @@ func (w *world) serviceAccount(ns, name string, ann map[string]string) {
 // create their tokens.
 func (w *world) grantServiceAccountTokens() {
 	w.t.Helper()
-	if !realKube() {
-		return
-	}
-	role := map[string]any{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-		"metadata": map[string]any{"name": "pgtoken-rotator-sa-identity"},
-		"rules": []any{
-			map[string]any{"apiGroups": []string{""}, "resources": []string{"serviceaccounts"}, "verbs": []string{"get"}},
-			map[string]any{"apiGroups": []string{""}, "resources": []string{"serviceaccounts/token"}, "verbs": []string{"create"}},
-		}}
-	bind := map[string]any{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-		"metadata": map[string]any{"name": "pgtoken-rotator-sa-identity"},
-		"roleRef": map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-			"name": "pgtoken-rotator-sa-identity"},
-		"subjects": []any{map[string]any{"kind": "ServiceAccount", "name": stack.ControllerSA,
-			"namespace": stack.ControllerNS}}}
-	for path, obj := range map[string]any{
-		"/apis/rbac.authorization.k8s.io/v1/clusterroles":        role,
-		"/apis/rbac.authorization.k8s.io/v1/clusterrolebindings": bind,
-	} {
-		if err := w.k.JSON("POST", path, "application/json", obj, nil); err != nil {
-			w.t.Fatal(err)
-		}
-	}
+	w.grant("pgtoken-rotator-sa-identity", "",
+		rule("", []string{"serviceaccounts"}, "get"),
+		rule("", []string{"serviceaccounts/token"}, "create"))
 }
 
 func lastErrorIs(prefix string) func(*stack.Secret) bool {

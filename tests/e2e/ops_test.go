@@ -113,6 +113,7 @@ func TestMetricsScrape(t *testing.T) {
 // Two replicas with leader election: exactly one writes; kill the leader and
 // the other takes over within the lease duration; no Secret is written by both.
 func TestLeaderElection(t *testing.T) {
+	covers(t, "Process", "Leader killed with two replicas", "exactly one replica writes; the other takes over within the lease duration; no Secret written by both")
 	w := newWorld(t, stack.Options{})
 	w.stopController()
 	if realKube() {
@@ -157,22 +158,6 @@ func TestLeaderElection(t *testing.T) {
 
 func (w *world) grantLeases() {
 	w.t.Helper()
-	role := map[string]any{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-		"metadata": map[string]any{"name": "pgtoken-rotator-leader", "namespace": stack.ControllerNS},
-		"rules": []any{map[string]any{"apiGroups": []string{"coordination.k8s.io"},
-			"resources": []string{"leases"}, "verbs": []string{"get", "create", "update"}}}}
-	bind := map[string]any{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-		"metadata": map[string]any{"name": "pgtoken-rotator-leader", "namespace": stack.ControllerNS},
-		"roleRef": map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-			"name": "pgtoken-rotator-leader"},
-		"subjects": []any{map[string]any{"kind": "ServiceAccount", "name": stack.ControllerSA,
-			"namespace": stack.ControllerNS}}}
-	for path, obj := range map[string]any{
-		"/apis/rbac.authorization.k8s.io/v1/namespaces/" + stack.ControllerNS + "/roles":        role,
-		"/apis/rbac.authorization.k8s.io/v1/namespaces/" + stack.ControllerNS + "/rolebindings": bind,
-	} {
-		if err := w.k.JSON("POST", path, "application/json", obj, nil); err != nil {
-			w.t.Fatal(err)
-		}
-	}
+	w.grant("pgtoken-rotator-leader", stack.ControllerNS,
+		rule("coordination.k8s.io", []string{"leases"}, "get", "create", "update"))
 }

@@ -9,6 +9,7 @@ import (
 // The controller runs as its own ServiceAccount with exactly manifests/rbac.yaml:
 // what it needs works, and nothing else is allowed.
 func TestRBACLeastPrivilege(t *testing.T) {
+	covers(t, "Security", "Least-privilege RBAC", "real kube-apiserver, the controller as its own ServiceAccount bound to manifests/rbac.yaml: what it needs works, everything else is Forbidden")
 	if !realKube() {
 		t.Skip("RBAC is enforced by the real kube-apiserver tier (PGTR_KUBE=real)")
 	}

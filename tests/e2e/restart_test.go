@@ -49,27 +49,7 @@ func (w *world) restartedAt(ns, name string) string {
 // needs (the chart adds it when restarts are enabled): patch on workloads.
 func (w *world) grantRestart() {
 	w.t.Helper()
-	if !realKube() {
-		return // the fake API server does not enforce RBAC
-	}
-	rules := map[string]any{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-		"metadata": map[string]any{"name": "pgtoken-rotator-restart"},
-		"rules": []any{map[string]any{"apiGroups": []string{"apps"},
-			"resources": []string{"deployments", "statefulsets"}, "verbs": []string{"patch"}}}}
-	bind := map[string]any{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-		"metadata": map[string]any{"name": "pgtoken-rotator-restart"},
-		"roleRef": map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-			"name": "pgtoken-rotator-restart"},
-		"subjects": []any{map[string]any{"kind": "ServiceAccount", "name": stack.ControllerSA,
-			"namespace": stack.ControllerNS}}}
-	for path, obj := range map[string]any{
-		"/apis/rbac.authorization.k8s.io/v1/clusterroles":        rules,
-		"/apis/rbac.authorization.k8s.io/v1/clusterrolebindings": bind,
-	} {
-		if err := w.k.JSON("POST", path, "application/json", obj, nil); err != nil {
-			w.t.Fatal(err)
-		}
-	}
+	w.grant("pgtoken-rotator-restart", "", rule("apps", []string{"deployments", "statefulsets"}, "patch"))
 }
 
 // After each write, the listed Deployment gets the rollout-restart patch; a

@@ -19,6 +19,7 @@ import (
 // makes the controller refuse to talk to the token endpoint or to PostgreSQL
 // (nothing is written), unless the loudly named insecure option is set.
 func TestTLSVerifiedEverywhere(t *testing.T) {
+	covers(t, "Security", "Wrong CA for the token endpoint, PostgreSQL and the API server", "a CA that did not sign the peer: the controller refuses to talk and writes nothing, unless the loudly named insecure flag is set")
 	w := newWorld(t, stack.Options{})
 	w.stopController()
 	wrong := w.s.PKI + "/wrong-ca.crt"
@@ -133,6 +134,7 @@ func consistent(s *stack.Secret) error {
 // times: every Secret is always the old complete set or the new complete set,
 // never a mix; after a clean restart everything converges and logs in.
 func TestKilledMidRotationNeverMixes(t *testing.T) {
+	covers(t, "Process", "SIGKILL at random moments during rotation, 10 times", "8 Secrets with 20 s tokens; after every kill each Secret holds one complete set of values that log in, and all converge after restart")
 	w := newWorld(t, stack.Options{TokenLifetime: 20 * time.Second})
 	const n = 8
 	for i := 0; i < n; i++ {

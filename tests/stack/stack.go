@@ -8,9 +8,13 @@ package stack
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -238,6 +242,29 @@ func (s *Stack) startEntra() error {
 	}
 	s.EntraURL, s.IMDSURL = a.Entra, a.IMDS
 	return nil
+}
+
+// EntraGet GETs a path of the fake Entra (its control API, /_fake/...) over
+// TLS verified with the stack's CA.
+func (s *Stack) EntraGet(path string) ([]byte, error) {
+	ca, err := os.ReadFile(filepath.Join(s.PKI, "ca.crt"))
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	c := &http.Client{Timeout: 10 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	resp, err := c.Get(s.EntraURL + path)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("GET %s: %d", path, resp.StatusCode)
+	}
+	return b, err
 }
 
 // writeFederatedToken writes what the kubelet projects for the controller's
