@@ -266,6 +266,7 @@ func (w *world) hostile(c tokenCase) {
 func TestBadInputTokenResponses(t *testing.T) {
 	covers(t, "Entra ID", "hostile token endpoint answers: truncated, malformed, wrong types, deep nesting, enormous bodies",
 		"fake Entra faults on every token request: TokenFailed status and Event with a clear message, nothing written (with or without the login check), VmHWM grows < 48 MB across two 96 MB answers, rotation resumes once the fault is cleared")
+	apiNeutral(t)
 	// ASan keeps freed memory in a quarantine (256 MB by default), which would
 	// count every capped 8 MiB read in VmHWM: keep it small so the peak shows
 	// what the controller holds at once.
@@ -307,6 +308,7 @@ func TestBadInputTokenResponses(t *testing.T) {
 func TestBadInputTokenJWTs(t *testing.T) {
 	covers(t, "Entra ID", "invalid JWTs from the token endpoint: bad base64, alg none, missing exp, exp in the past",
 		"fake Entra answers 200 with such tokens: TokenFailed with a clear message, nothing written even with login-check off, rotation resumes once the fault is cleared")
+	apiNeutral(t)
 	w := tokenWorld(t)
 	sec, err := w.k.GetSecret("tok", "db")
 	if err != nil {

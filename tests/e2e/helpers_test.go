@@ -427,6 +427,16 @@ func (w *world) grant(name, ns string, rules ...map[string]any) {
 // realKube reports whether this run uses a real kube-apiserver (PGTR_KUBE=real).
 func realKube() bool { return os.Getenv("PGTR_KUBE") == "real" }
 
+// apiNeutral skips the real kube-apiserver tier's second run of a test whose
+// subject is Entra ID, PostgreSQL or the clock, not the API server: the same
+// controller code talks to both servers, and the run is long enough.
+func apiNeutral(t *testing.T) {
+	t.Helper()
+	if realKube() {
+		t.Skip("its subject is not the API server: run once, in the fake API server tier")
+	}
+}
+
 // fakeOnly skips a test that needs the fake API server's fault switches.
 func (w *world) fakeOnly(why string) {
 	w.t.Helper()

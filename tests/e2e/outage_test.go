@@ -210,6 +210,7 @@ func sameData(a, b *stack.Secret) bool {
 func TestOutageTokenEndpointPastExpiry(t *testing.T) {
 	covers(t, "Entra ID", "token endpoint down longer than the token's remaining lifetime",
 		"30 s tokens, every token request answered 503/500 until the token in the Secret has expired: the value is kept, TokenFailed Events, last-error and failure/expiry metrics say so, and the same process rotates to a value that logs in once the faults are cleared")
+	apiNeutral(t)
 	w, base := metricsWorld(t, stack.Options{TokenLifetime: 30 * time.Second})
 	pid := w.ctrl.Cmd.Process.Pid
 	w.managed("eout", "db", w.pgAnn())
@@ -318,6 +319,7 @@ func checkGrowing(t *testing.T, log, reason string, n int) {
 func TestOutagePostgresDown(t *testing.T) {
 	covers(t, "PostgreSQL", "server down",
 		"pg_ctl stop, then a change that needs a new value: the old value is kept, LoginFailed (unreachable) Warning Events, retry delays grow, and after pg_ctl start the new value is written and logs in")
+	apiNeutral(t)
 	w := newWorld(t, stack.Options{})
 	w.managed("pgdown", "db", w.pgAnn())
 	first := w.waitSecret("pgdown", "db", 30*time.Second, "first write", hasKeys("DATABASE_URL"))
@@ -366,6 +368,7 @@ func TestOutagePostgresDown(t *testing.T) {
 func TestOutageRoleDropped(t *testing.T) {
 	covers(t, "PostgreSQL", "role dropped",
 		"DROP ROLE of the Secret's role, then a change that needs a new value: the old value is kept, LoginFailed (rejected) Warning Events, retry delays grow; after the role is re-created the new value is written and logs in")
+	apiNeutral(t)
 	w := newWorld(t, stack.Options{})
 	const role = "dropped-role"
 	if err := w.s.AddRole(role, stack.ControllerOID, ""); err != nil {
@@ -493,6 +496,7 @@ func clockSkew(t *testing.T, offset time.Duration, lifetime int, watch time.Dura
 func TestClockIssuerAhead(t *testing.T) {
 	covers(t, "Clock", "token issuer's clock 3 min ahead",
 		"fake Entra clock_offset_s=+180 with 90 s tokens: expires-at is between receipt+expires_in and the token's exp, rotate-at between the write and expiry, each value logs in, no rotation loop")
+	apiNeutral(t)
 	clockSkew(t, 3*time.Minute, 90, 25*time.Second, 0)
 }
 
@@ -503,5 +507,6 @@ func TestClockIssuerAhead(t *testing.T) {
 func TestClockIssuerBehind(t *testing.T) {
 	covers(t, "Clock", "token issuer's clock 3 min behind",
 		"fake Entra clock_offset_s=-180 with 300 s tokens (120 s left on the real clock): expires-at is the token's exp, rotate-at between the write and expiry, the Secret is rotated within 90 s before that exp, every value logs in, no rotation loop")
+	apiNeutral(t)
 	clockSkew(t, -3*time.Minute, 300, 90*time.Second, 1)
 }
