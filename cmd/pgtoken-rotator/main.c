@@ -12,6 +12,7 @@
 #include "app/controller.h"
 #include "base/err.h"
 #include "base/log.h"
+#include "kube/watch.h"
 #include "net/http.h"
 #include "base/banned.h"
 
@@ -41,6 +42,7 @@ static void *signal_main(void *arg)
     if (sigwait(set, &sig) == 0)
         log_info("signal_received", LOG_STR("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"));
     atomic_store(&stop, true);
+    sleep_wake_all(); /* the main loop and every other sleeper see it at once */
     return NULL;
 }
 

@@ -4,8 +4,11 @@
  * Threads: one watch per namespace (or one for all namespaces) feeding the
  * store and the queue; `workers` reconcile threads, each with its own API
  * connection, so that one slow PostgreSQL or token endpoint holds up only the
- * worker that waits on it. Shutdown: set *stop; every thread notices within a
- * second and returns. */
+ * worker that waits on it. Shutdown: set *stop and call sleep_wake_all()
+ * (kube/watch.h): every thread notices at once (a watch stream within a
+ * second) and returns. Nothing polls: at rest the main loop wakes once a
+ * second for /healthz, the watch when its stream speaks, workers when a
+ * rotation is due. */
 #ifndef PGTR_CONTROLLER_H
 #define PGTR_CONTROLLER_H
 
@@ -22,7 +25,9 @@ struct controller;
 int controller_new(struct controller **out, const struct config *cfg);
 void controller_free(struct controller *c);
 
-/* Runs until *stop becomes true. Returns 0 after a clean shutdown. */
+/* Runs until *stop becomes true (its setter calls sleep_wake_all(); without
+ * that, the main loop still sees it within a second). Returns 0 after a clean
+ * shutdown. */
 int controller_run(struct controller *c, atomic_bool *stop);
 
 /* True once every watch has completed its first list. */

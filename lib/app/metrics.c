@@ -49,6 +49,8 @@ struct metric {
     double bounds[METRICS_MAX_BUCKETS];
     size_t nbounds;
     struct strmap series; /* series key (see series_key) -> struct series */
+    metrics_source_fn source; /* series made at scrape time; may be NULL */
+    void *source_ctx;
     bool dropped_logged;
     struct metric *next;
 };
@@ -486,6 +488,104 @@ static int cmp_series(const void *a, const void *b)
     return 0;
 }
 
+/* What a source emitted during one render: label values packed in an arena
+ * ("v1\0v2\0..." per series), so that 10,000 series cost a few hundred KB for
+ * the length of a scrape and nothing after it. */
+struct emitted {
+    const struct metric *f;
+    struct buf arena;
+    struct emitted_series {
+        size_t off;
+        double v;
+    } *list;
+    size_t n, cap;
+};
+
+static void emit_one(void *ectx, const char *const *values, double v)
+{
+    struct emitted *e = ectx;
+    size_t off = e->arena.len;
+
+    for (size_t i = 0; i < e->f->nlabels; i++) {
+        const char *val = values && values[i] ? values[i] : "";
+        if (strlen(val) > METRICS_MAX_VALUE_LEN || buf_add(&e->arena, val, strlen(val) + 1) < 0) {
+            e->arena.len = off; /* dropped, like an over-long kept series */
+            if (e->arena.ptr)
+                e->arena.ptr[off] = '\0';
+            return;
+        }
+    }
+    XGROW(e->list, e->cap, e->n + 1);
+    e->list[e->n].off = off;
+    e->list[e->n].v = v;
+    e->n++;
+}
+
+/* Points vals at the label values of series at arena offset off. */
+static void emitted_values(char **vals, const struct emitted *e, size_t off)
+{
+    const char *p = e->arena.ptr + off;
+
+    for (size_t i = 0; i < e->f->nlabels; i++) {
+        vals[i] = (char *)p;
+        p += strlen(p) + 1;
+    }
+}
+
+static const struct emitted *sort_ctx; /* qsort has no context: one render at a time */
+
+static int cmp_emitted(const void *a, const void *b)
+{
+    const struct emitted_series *x = a, *y = b;
+    const char *p = sort_ctx->arena.ptr + x->off, *q = sort_ctx->arena.ptr + y->off;
+
+    for (size_t i = 0; i < sort_ctx->f->nlabels; i++) {
+        int c = strcmp(p, q);
+        if (c)
+            return c;
+        p += strlen(p) + 1;
+        q += strlen(q) + 1;
+    }
+    return 0;
+}
+
+/* The source's series, rendered after the kept ones (the caller holds scrape_mu,
+ * so sort_ctx is ours). */
+static int render_source(struct buf *b, const struct metric *f)
+{
+    static char empty[] = "";
+    struct emitted e = { f, BUF_INIT(METRICS_RENDER_MAX), NULL, 0, 0 };
+    char *vals[METRICS_MAX_LABELS + 1];
+    int rc = 0;
+
+    for (size_t i = 0; i <= METRICS_MAX_LABELS; i++)
+        vals[i] = empty; /* emitted_values sets the first nlabels */
+
+    f->source(f->source_ctx, emit_one, &e);
+    sort_ctx = &e;
+    if (e.n)
+        qsort(e.list, e.n, sizeof(*e.list), cmp_emitted);
+    sort_ctx = NULL;
+    for (size_t i = 0; i < e.n && rc == 0; i++) {
+        struct series s = { vals, e.list[i].v, 0, 0, NULL };
+        emitted_values(vals, &e, e.list[i].off);
+        rc = add_sample(b, f, "", &s, NULL, NULL, s.value);
+    }
+    free(e.list);
+    buf_release(&e.arena);
+    return rc;
+}
+
+void metric_source(struct metric *f, metrics_source_fn fn, void *ctx)
+{
+    if (!f || (f->type != METRIC_COUNTER && f->type != METRIC_GAUGE))
+        return;
+    pthread_mutex_lock(&f->reg->mu);
+    f->source = fn;
+    f->source_ctx = ctx;
+    pthread_mutex_unlock(&f->reg->mu);
+}
+
 static const char *type_name(enum metric_type t)
 {
     switch (t) {
@@ -537,6 +637,8 @@ static int render_family(struct buf *b, const struct metric *f)
             rc = add_sample(b, f, "_count", s, NULL, NULL, (double)s->count);
     }
     free(all);
+    if (rc == 0 && f->source)
+        rc = render_source(b, f);
     return rc;
 }
 
@@ -662,6 +764,9 @@ static void collect_app(struct metrics *m, void *ctx)
         metric_set(a->ready, NULL, src->ready(src->ready_ctx) ? 1 : 0);
 }
 
+static void source_expiry(void *ctx, metrics_emit_fn emit, void *ectx);
+static void source_next_rotation(void *ctx, metrics_emit_fn emit, void *ectx);
+
 struct family_def {
     struct metric **out;
     enum metric_type type;
@@ -771,6 +876,10 @@ int metrics_register_app(struct metrics *m, const struct metrics_sources *src)
         return rc;
     }
     metric_set(a->build_info, METRIC_LABELS(a->version, a->revision), 1);
+    if (src->secret_status) {
+        metric_source(a->expiry, source_expiry, src->secret_status);
+        metric_source(a->next_rotation, source_next_rotation, src->secret_status);
+    }
     /* Series that alerts rate() over exist from the start, at 0. */
     for (size_t i = 0; i < N_REASONS; i++)
         metric_add(a->failures, METRIC_LABELS(failure_reasons[i]), 0);
@@ -831,6 +940,36 @@ static int64_t annotation_time(const struct kube_secret *s, const char *name)
     int64_t t;
 
     return v && clock_parse_rfc3339(&t, v) == 0 ? t : 0;
+}
+
+struct status_emit {
+    const char *annotation;
+    metrics_emit_fn emit;
+    void *ectx;
+};
+
+static void emit_status(void *ctx, const struct kube_secret *s)
+{
+    const struct status_emit *se = ctx;
+    int64_t t;
+
+    if (s->deleting || (t = annotation_time(s, se->annotation)) <= 0)
+        return; /* unknown: no series, as metrics_secret_set */
+    se->emit(se->ectx, METRIC_LABELS(s->ns, s->name), (double)t);
+}
+
+static void source_expiry(void *ctx, metrics_emit_fn emit, void *ectx)
+{
+    struct status_emit se = { STATUS_EXPIRES_AT, emit, ectx };
+
+    store_each(ctx, emit_status, &se);
+}
+
+static void source_next_rotation(void *ctx, metrics_emit_fn emit, void *ectx)
+{
+    struct status_emit se = { STATUS_ROTATE_AT, emit, ectx };
+
+    store_each(ctx, emit_status, &se);
 }
 
 void metrics_secret_observe(struct metrics *m, const struct kube_secret *s)

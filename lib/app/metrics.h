@@ -101,6 +101,17 @@ void metric_clear(struct metric *f);
  * summary); 0 when the series does not exist. For tests and collectors. */
 double metric_value(struct metric *f, const char *const *values);
 
+/* Series produced at scrape time instead of kept (counters and gauges only), for
+ * families with one series per object of a cache that already holds the value:
+ * fn calls emit once per series with its label values (one per label name,
+ * borrowed for the call) and value. They are rendered after the family's kept
+ * series, sorted by label values; the caller must not emit a kept series'
+ * labels again. fn runs during metrics_render with the registry locked: it must
+ * not call metrics functions. A later call replaces fn; NULL removes it. */
+typedef void (*metrics_emit_fn)(void *ectx, const char *const *values, double v);
+typedef void (*metrics_source_fn)(void *ctx, metrics_emit_fn emit, void *ectx);
+void metric_source(struct metric *f, metrics_source_fn fn, void *ctx);
+
 /* fn runs at the start of every metrics_render, one scrape at a time, and may
  * update any family of m (not register new ones). 0, or ERR_INVALID when fn
  * is NULL. */
@@ -137,6 +148,10 @@ struct metrics_sources {
     struct tokcache *tokens;       /* token requests, cache hits, latency */
     struct pg_check_cache *pg;     /* login-check cache */
     struct store *store;           /* managed Secrets */
+    /* The per-Secret gauges below (secret_*_timestamp_seconds) read at scrape
+     * time from the status annotations of the Secrets in this store, so that
+     * nothing is kept per Secret here; NULL: only metrics_secret_set's. */
+    struct store *secret_status;
     struct queue *queue;           /* work queue depth */
     struct lease_elector *lease;   /* leader status */
     bool (*ready)(void *ctx);      /* pgtoken_rotator_ready; NULL: not exported */
@@ -149,7 +164,8 @@ struct metrics_sources {
  * (copied). 0, or ERR_INVALID when m already has them. */
 int metrics_register_app(struct metrics *m, const struct metrics_sources *src);
 
-/* Per-Secret gauges, keyed (namespace, name):
+/* Per-Secret gauges, keyed (namespace, name) (see also metrics_sources.secret_status,
+ * which makes these calls unnecessary):
  *   pgtoken_rotator_secret_token_expiry_timestamp_seconds{namespace,secret}
  *   pgtoken_rotator_secret_next_rotation_timestamp_seconds{namespace,secret}
  * metrics_secret_set sets both (epoch seconds); a value <= 0 (unknown)

@@ -13,15 +13,27 @@ static bool unreserved(unsigned char c)
            c == '-' || c == '.' || c == '_' || c == '~';
 }
 
+/* Length of the run of unreserved bytes at s (at most len): appended in one call. */
+static size_t run_len(const char *s, size_t len)
+{
+    size_t n = 0;
+
+    while (n < len && unreserved((unsigned char)s[n]))
+        n++;
+    return n;
+}
+
 int url_encode(struct buf *b, const char *s, size_t len)
 {
     int rc = 0;
 
-    for (size_t i = 0; rc == 0 && i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (unreserved(c)) {
-            rc = buf_addch(b, (char)c);
+    for (size_t i = 0; rc == 0 && i < len;) {
+        size_t n = run_len(s + i, len - i);
+        if (n) {
+            rc = buf_add(b, s + i, n);
+            i += n;
         } else {
+            unsigned char c = (unsigned char)s[i++];
             char e[3] = { '%', hex[c >> 4], hex[c & 15] };
             rc = buf_add(b, e, 3);
         }
@@ -33,11 +45,13 @@ int url_encode_sb(struct sbuf *out, const char *s, size_t len)
 {
     int rc = 0;
 
-    for (size_t i = 0; rc == 0 && i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (unreserved(c)) {
-            rc = sbuf_add(out, &c, 1);
+    for (size_t i = 0; rc == 0 && i < len;) {
+        size_t n = run_len(s + i, len - i);
+        if (n) {
+            rc = sbuf_add(out, s + i, n);
+            i += n;
         } else {
+            unsigned char c = (unsigned char)s[i++];
             char e[3] = { '%', hex[c >> 4], hex[c & 15] };
             rc = sbuf_add(out, e, 3);
         }

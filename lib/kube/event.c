@@ -1,6 +1,7 @@
 #include "kube/event.h"
 
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,13 +20,14 @@
 #define EVENT_WINDOW_S 600
 #define EVENT_MESSAGE_MAX 1024
 
+/* One per Secret with an Event, so kept small: a hash of what the last Event
+ * said instead of its text, and the Event's name in the same allocation. */
 struct last_event {
-    char *name;        /* the Event object's name */
-    char *reason;
-    char *message;
+    uint64_t what;     /* what_hash(reason, message) */
     int64_t first_s;
     int64_t last_s;
     int count;
+    char name[];       /* the Event object's name */
 };
 
 struct event_recorder {
@@ -37,12 +39,23 @@ struct event_recorder {
 
 static void last_free(void *p)
 {
-    struct last_event *l = p;
+    free(p);
+}
 
-    free(l->name);
-    free(l->reason);
-    free(l->message);
-    free(l);
+/* FNV-1a over reason, a NUL and message: equal texts, equal hashes; a collision
+ * (2^-64) would only bump a count where a new Event was due. */
+static uint64_t what_hash(const char *reason, const char *message)
+{
+    uint64_t h = 1469598103934665603ull;
+
+    for (const char *p = reason;; p++) {
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+        if (!*p)
+            break;
+    }
+    for (const char *p = message; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    return h;
 }
 
 struct event_recorder *event_recorder_new(const char *component, const char *instance)
@@ -79,11 +92,13 @@ void event_forget(struct event_recorder *r, const char *ns, const char *name)
     buf_release(&key);
 }
 
-static char *event_name(const char *secret)
+/* A new struct last_event named "<secret>.<16 random hex>", as client-go names Events. */
+static struct last_event *last_new(const char *secret)
 {
     unsigned char rnd[8];
     struct buf b = BUF_INIT(512);
     static const char hex[] = "0123456789abcdef";
+    struct last_event *l;
 
     if (RAND_bytes(rnd, sizeof(rnd)) != 1)
         memset(rnd, 0, sizeof(rnd));
@@ -92,11 +107,15 @@ static char *event_name(const char *secret)
         buf_addch(&b, hex[rnd[i] >> 4]);
         buf_addch(&b, hex[rnd[i] & 15]);
     }
-    return buf_detach(&b, NULL);
+    l = xcalloc(1, sizeof(*l) + b.len + 1);
+    memcpy(l->name, b.ptr, b.len + 1);
+    buf_release(&b);
+    return l;
 }
 
 static cJSON *event_object(const struct event_recorder *r, const struct kube_secret *s,
-                           const struct last_event *l, enum event_type type)
+                           const struct last_event *l, enum event_type type, const char *reason,
+                           const char *message)
 {
     cJSON *ev = cJSON_CreateObject(), *meta, *inv, *src;
     char first[32], last[32];
@@ -116,8 +135,8 @@ static cJSON *event_object(const struct event_recorder *r, const struct kube_sec
     if (*s->uid)
         cJSON_AddStringToObject(inv, "uid", s->uid);
     cJSON_AddStringToObject(inv, "resourceVersion", s->rv);
-    cJSON_AddStringToObject(ev, "reason", l->reason);
-    cJSON_AddStringToObject(ev, "message", l->message);
+    cJSON_AddStringToObject(ev, "reason", reason);
+    cJSON_AddStringToObject(ev, "message", message);
     cJSON_AddStringToObject(ev, "type", type == EVENT_WARNING ? "Warning" : "Normal");
     src = cJSON_AddObjectToObject(ev, "source");
     cJSON_AddStringToObject(src, "component", r->component);
@@ -133,7 +152,6 @@ static int send_event(struct kube_conn *k, const char *ns, const char *name, cJS
 {
     struct buf path = BUF_INIT(1024);
     char *body = cJSON_PrintUnformatted(ev);
-    cJSON *resp = NULL;
     int rc;
 
     buf_addstr(&path, "/api/v1/namespaces/");
@@ -143,9 +161,8 @@ static int send_event(struct kube_conn *k, const char *ns, const char *name, cJS
         buf_addch(&path, '/');
         kube_query_escape(&path, name);
     }
-    rc = kube_call(&resp, k, patch ? "PATCH" : "POST", path.ptr,
+    rc = kube_call(NULL, k, patch ? "PATCH" : "POST", path.ptr,
                    patch ? "application/merge-patch+json" : "application/json", body, strlen(body));
-    cJSON_Delete(resp);
     free(body);
     buf_release(&path);
     return rc;
@@ -155,39 +172,39 @@ void event_record(struct event_recorder *r, struct kube_conn *k, const struct ku
                   enum event_type type, const char *reason, const char *message)
 {
     struct buf key = BUF_INIT(1024);
-    struct last_event snap, *l;
+    struct last_event *l;
     int64_t now = clock_wall_s();
     char msg[EVENT_MESSAGE_MAX];
+    uint64_t what;
+    const char *name;
     bool bump;
     cJSON *ev;
     int rc;
 
     snprintf(msg, sizeof(msg), "%s", message);
+    what = what_hash(reason, msg);
     buf_addf(&key, "%s/%s", s->ns, s->name);
     pthread_mutex_lock(&r->mu);
     l = strmap_get(&r->last, key.ptr);
-    bump = l && !strcmp(l->reason, reason) && !strcmp(l->message, msg) &&
-           now - l->last_s < EVENT_WINDOW_S;
+    bump = l && l->what == what && now - l->last_s < EVENT_WINDOW_S;
     if (bump) {
         l->count++;
         l->last_s = now;
     } else {
         if (l)
             last_free(strmap_del(&r->last, key.ptr));
-        l = xcalloc(1, sizeof(*l));
-        l->name = event_name(s->name);
-        l->reason = xstrdup(reason);
-        l->message = xstrdup(msg);
+        l = last_new(s->name);
+        l->what = what;
         l->first_s = l->last_s = now;
         l->count = 1;
         strmap_put(&r->last, key.ptr, l);
     }
-    snap = *l; /* strings stay valid: only this Secret's worker replaces them */
-    ev = event_object(r, s, &snap, type);
+    ev = event_object(r, s, l, type, reason, msg); /* under the lock: l may be replaced */
     pthread_mutex_unlock(&r->mu);
-    rc = send_event(k, s->ns, snap.name, ev, bump);
+    name = json_str(json_obj(ev, "metadata"), "name");
+    rc = send_event(k, s->ns, name, ev, bump);
     if (rc == ERR_NOTFOUND && bump)
-        rc = send_event(k, s->ns, snap.name, ev, false); /* the Event expired: create */
+        rc = send_event(k, s->ns, name, ev, false); /* the Event expired: create */
     if (rc < 0)
         log_warn("event_not_recorded", LOG_STR("namespace", s->ns), LOG_STR("secret", s->name),
                  LOG_STR("reason", reason), LOG_ERR(rc));

@@ -91,6 +91,30 @@ int kube_query_escape(struct buf *b, const char *s)
     return url_encode(b, s, strlen(s));
 }
 
+/* The reason apimachinery gives a status code, for replies that carry no
+ * Status (a 429 from priority and fairness is plain text; proxies send HTML). */
+static const char *code_reason(long status)
+{
+    switch (status) {
+    case 400: return "BadRequest";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "NotFound";
+    case 405: return "MethodNotAllowed";
+    case 406: return "NotAcceptable";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 413: return "RequestEntityTooLarge";
+    case 415: return "UnsupportedMediaType";
+    case 422: return "Invalid";
+    case 429: return "TooManyRequests";
+    case 500: return "InternalError";
+    case 503: return "ServiceUnavailable";
+    case 504: return "Timeout";
+    default: return "Unknown";
+    }
+}
+
 /* Maps a non-2xx reply to a code, with the Status message when there is one. */
 static int status_error(const struct http_resp *r, const char *method, const char *path)
 {
@@ -102,6 +126,8 @@ static int status_error(const struct http_resp *r, const char *method, const cha
         msg = json_str(st, "message");
         reason = json_str(st, "reason");
     }
+    if (!reason || !*reason)
+        reason = code_reason(r->status);
     switch (r->status) {
     case 400:
     case 422: code = ERR_INVALID; break;
@@ -113,8 +139,8 @@ static int status_error(const struct http_resp *r, const char *method, const cha
     case 429: code = ERR_UNAVAILABLE; break;
     default: code = r->status >= 500 ? ERR_UNAVAILABLE : ERR_INVALID;
     }
-    err_set(code, "%s %s: %ld %s%s%s", method, path, r->status, reason ? reason : "",
-            msg ? ": " : "", msg ? msg : "");
+    err_set(code, "%s %s: %ld %s%s%s", method, path, r->status, reason, msg ? ": " : "",
+            msg ? msg : "");
     if (code == ERR_UNAVAILABLE)
         err_set_retry_after_s(r->retry_after_s);
     json_wipe_delete(st);
@@ -168,11 +194,15 @@ static int call_once(cJSON **out, struct kube_conn *k, const char *method, const
         }
         goto out;
     }
-    if (resp.body.len && (rc = json_parse(&obj, resp.body.ptr, resp.body.len, resp.body.max)) < 0) {
+    /* No out: the caller does not read the reply (a PATCH returns the whole
+     * Secret): do not parse it. */
+    if (out && resp.body.len &&
+        (rc = json_parse(&obj, resp.body.ptr, resp.body.len, resp.body.max)) < 0) {
         rc = err_wrap(rc, "%s %s: response", method, path);
         goto out;
     }
-    *out = obj;
+    if (out)
+        *out = obj;
     obj = NULL;
     rc = 0;
 out:

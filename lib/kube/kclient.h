@@ -64,7 +64,8 @@ void kube_conn_free(struct kube_conn *k);
 
 /* Sends method to path (which starts with "/", query included). body may be
  * NULL. 0: *out is the parsed response object, NULL for an empty body (free
- * with json_wipe_delete: responses may carry Secret data). A 401 drops the
+ * with json_wipe_delete: responses may carry Secret data); out may be NULL
+ * when the reply is not wanted, which is then not parsed (and wiped unread). A 401 drops the
  * credential and the request is sent once more with a fresh one, as
  * client-go does for exec plugins and rotated token files. */
 int kube_call(cJSON **out, struct kube_conn *k, const char *method, const char *path,

@@ -1,6 +1,7 @@
 #include "kube/queue.h"
 
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -25,7 +26,7 @@ struct queue {
     struct strmap dirty;    /* active keys added again */
     struct timer *heap;     /* min-heap by due_ms */
     size_t nheap, capheap;
-    struct strmap waiting;  /* key -> (int64_t *) earliest due */
+    struct strmap waiting;  /* key -> earliest due, in the pointer itself (see due_of) */
     bool shutdown;
 };
 
@@ -55,7 +56,7 @@ void queue_free(struct queue *q)
     strmap_clear(&q->queued, NULL);
     strmap_clear(&q->active, NULL);
     strmap_clear(&q->dirty, NULL);
-    strmap_clear(&q->waiting, free);
+    strmap_clear(&q->waiting, NULL);
     pthread_cond_destroy(&q->cond);
     pthread_mutex_destroy(&q->mu);
     free(q);
@@ -123,10 +124,26 @@ static void heap_down(struct queue *q, size_t i)
     }
 }
 
+/* A due time kept in the map's value pointer, not in an allocation of its own
+ * (one per waiting Secret); a monotonic time in ms fits any 64-bit pointer. */
+static void *as_value(int64_t due)
+{
+    /* NOLINTNEXTLINE(performance-no-int-to-ptr): never dereferenced, only read back */
+    return (void *)(uintptr_t)due;
+}
+
+/* true and *due when key is waiting. */
+static bool due_of(const struct queue *q, const char *key, int64_t *due)
+{
+    if (!strmap_has(&q->waiting, key))
+        return false;
+    *due = (int64_t)(uintptr_t)strmap_get(&q->waiting, key);
+    return true;
+}
+
 void queue_add_after(struct queue *q, const char *key, int64_t delay_ms)
 {
-    int64_t due = clock_mono_ms() + (delay_ms > 0 ? delay_ms : 0);
-    int64_t *cur;
+    int64_t due = clock_mono_ms() + (delay_ms > 0 ? delay_ms : 0), cur;
 
     if (delay_ms <= 0) {
         queue_add(q, key);
@@ -135,14 +152,9 @@ void queue_add_after(struct queue *q, const char *key, int64_t delay_ms)
     pthread_mutex_lock(&q->mu);
     if (q->shutdown)
         goto out;
-    cur = strmap_get(&q->waiting, key);
-    if (cur && *cur <= due)
+    if (due_of(q, key, &cur) && cur <= due)
         goto out; /* an earlier wake-up is already set */
-    if (!cur) {
-        cur = xmalloc(sizeof(*cur));
-        strmap_put(&q->waiting, key, cur);
-    }
-    *cur = due;
+    strmap_put(&q->waiting, key, as_value(due));
     if (q->nheap == q->capheap)
         XGROW(q->heap, q->capheap, q->nheap + 1);
     q->heap[q->nheap].due_ms = due;
@@ -159,12 +171,13 @@ static void fire_timers(struct queue *q, int64_t now)
 {
     while (q->nheap && q->heap[0].due_ms <= now) {
         struct timer t = q->heap[0];
+        int64_t cur;
         /* NOLINTNEXTLINE(clang-analyzer-unix.Malloc): t.key is live; only popped keys are freed */
-        int64_t *cur = strmap_get(&q->waiting, t.key);
+        bool waiting = due_of(q, t.key, &cur);
         q->heap[0] = q->heap[--q->nheap];
         heap_down(q, 0);
-        if (cur && *cur == t.due_ms) {
-            free(strmap_del(&q->waiting, t.key));
+        if (waiting && cur == t.due_ms) {
+            strmap_del(&q->waiting, t.key);
             push_ready(q, t.key);
         }
         free(t.key);
@@ -174,7 +187,7 @@ static void fire_timers(struct queue *q, int64_t now)
 void queue_forget(struct queue *q, const char *key)
 {
     pthread_mutex_lock(&q->mu);
-    free(strmap_del(&q->waiting, key));
+    strmap_del(&q->waiting, key);
     strmap_del(&q->dirty, key);
     strmap_del(&q->queued, key);
     for (size_t i = 0; i < q->count; i++) {

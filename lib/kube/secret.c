@@ -8,55 +8,49 @@
 #include "base/err.h"
 #include "base/json.h"
 #include "base/mem.h"
+#include "base/sbuf.h"
 #include "base/banned.h"
 
 void kube_secret_free(struct kube_secret *s)
 {
-    if (!s)
-        return;
-    free(s->ns);
-    free(s->name);
-    free(s->uid);
-    free(s->rv);
-    cJSON_Delete(s->annotations);
-    for (size_t i = 0; i < s->nkeys; i++)
-        free(s->keys[i].key);
-    free(s->keys);
     free(s);
 }
 
-static int read_keys(struct kube_secret *s, const cJSON *data)
+static bool kept(const struct kube_secret_keep *keep, const char *name)
 {
-    const cJSON *v;
-    size_t n = 0;
-    int rc;
-
-    cJSON_ArrayForEach(v, data) n++;
-    s->keys = xcalloc(n ? n : 1, sizeof(*s->keys));
-    cJSON_ArrayForEach(v, data)
-    {
-        struct sbuf *val = NULL;
-        if (!cJSON_IsString(v) || !v->string)
-            return err_set(ERR_PARSE, "Secret %s/%s: data.%s is not a string", s->ns, s->name,
-                           v->string ? v->string : "?");
-        if ((rc = b64_decode_sb(&val, v->valuestring, strlen(v->valuestring))) < 0)
-            return err_set(ERR_PARSE, "Secret %s/%s: data.%s is not base64", s->ns, s->name,
-                           v->string);
-        s->keys[s->nkeys].key = xstrdup(v->string);
-        sbuf_fingerprint(s->keys[s->nkeys].fp, val);
-        s->nkeys++;
-        sbuf_free(val);
-    }
-    return 0;
+    if (!name)
+        return false;
+    if (!keep)
+        return true;
+    if (keep->prefix && strncmp(name, keep->prefix, strlen(keep->prefix)))
+        return false;
+    for (const char *const *sk = keep->skip; sk && *sk; sk++)
+        if (!strcmp(name, *sk))
+            return false;
+    return true;
 }
 
-int kube_secret_from_json(struct kube_secret **out, const cJSON *obj)
+/* Appends s and its NUL at *p. */
+static char *put(char **p, const char *s)
 {
-    const cJSON *meta = json_obj(obj, "metadata"), *ann;
+    size_t n = strlen(s) + 1;
+    char *at = *p;
+
+    memcpy(at, s, n);
+    *p += n;
+    return at;
+}
+
+int kube_secret_from_json_keep(struct kube_secret **out, const cJSON *obj,
+                               const struct kube_secret_keep *keep)
+{
+    const cJSON *meta = json_obj(obj, "metadata"), *data = json_obj(obj, "data"), *v;
+    const cJSON *ann = json_obj(meta, "annotations");
     const char *ns = json_str(meta, "namespace"), *name = json_str(meta, "name");
     const char *uid = json_str(meta, "uid"), *rv = json_str(meta, "resourceVersion");
+    size_t plen = keep && keep->prefix ? strlen(keep->prefix) : 0, size, nann = 0, nkeys = 0;
     struct kube_secret *s;
-    int rc;
+    char *p;
 
     if (!meta || !ns || !name || !rv)
         return err_set(ERR_PARSE, "Secret object lacks metadata.%s",
@@ -68,51 +62,166 @@ int kube_secret_from_json(struct kube_secret **out, const cJSON *obj)
     if (strlen(name) > KUBE_SECRET_NAME_MAX)
         return err_set(ERR_PARSE, "Secret object's metadata.name is over %d bytes",
                        KUBE_SECRET_NAME_MAX);
-    s = xcalloc(1, sizeof(*s));
-    s->ns = xstrdup(ns);
-    s->name = xstrdup(name);
-    s->uid = xstrdup(uid ? uid : "");
-    s->rv = xstrdup(rv);
+    if (!uid)
+        uid = "";
+    size = strlen(ns) + strlen(name) + strlen(uid) + strlen(rv) + 4;
+    cJSON_ArrayForEach(v, ann)
+    {
+        if (!kept(keep, v->string))
+            continue;
+        if (!cJSON_IsString(v))
+            return err_set(ERR_PARSE, "Secret %s/%s: annotation %s is not a string", ns, name,
+                           v->string);
+        size += strlen(v->string) - plen + strlen(v->valuestring) + 2;
+        nann++;
+    }
+    cJSON_ArrayForEach(v, data)
+    {
+        if (!cJSON_IsString(v) || !v->string)
+            return err_set(ERR_PARSE, "Secret %s/%s: data.%s is not a string", ns, name,
+                           v->string ? v->string : "?");
+        size += strlen(v->string) + 1 + KUBE_SECRET_FP_LEN + 1;
+        nkeys++;
+    }
+    if (size > KUBE_SECRET_KEPT_MAX || nann > UINT16_MAX)
+        return err_set(ERR_PARSE, "Secret %s/%s: over %u bytes of names and annotations", ns,
+                       name, KUBE_SECRET_KEPT_MAX);
+    s = xmalloc(sizeof(*s) + size);
+    memset(s, 0, sizeof(*s));
+    s->size = (uint32_t)(sizeof(*s) + size);
+    s->nann = (uint16_t)nann;
+    s->nkeys = (uint32_t)nkeys;
+    s->prefix = plen ? keep->prefix : "";
     s->deleting = json_str(meta, "deletionTimestamp") != NULL;
-    ann = json_obj(meta, "annotations");
-    s->annotations = ann ? cJSON_Duplicate(ann, 1) : cJSON_CreateObject();
-    if ((rc = read_keys(s, json_obj(obj, "data"))) < 0) {
-        kube_secret_free(s);
-        return rc;
+    p = s->blob;
+    s->ns = put(&p, ns);
+    s->name = put(&p, name);
+    s->uid = put(&p, uid);
+    s->rv = put(&p, rv);
+    s->ann = p;
+    cJSON_ArrayForEach(v, ann)
+    {
+        if (!kept(keep, v->string))
+            continue;
+        put(&p, v->string + plen);
+        put(&p, v->valuestring);
+    }
+    s->keys = p;
+    cJSON_ArrayForEach(v, data)
+    {
+        struct sbuf *val = NULL;
+        char fp[KUBE_SECRET_FP_LEN + 1];
+        if (b64_decode_sb(&val, v->valuestring, strlen(v->valuestring)) < 0) {
+            int rc = err_set(ERR_PARSE, "Secret %s/%s: data.%s is not base64", ns, name,
+                             v->string);
+            kube_secret_free(s);
+            return rc;
+        }
+        sbuf_fingerprint(fp, val);
+        sbuf_free(val);
+        put(&p, v->string);
+        put(&p, fp);
     }
     *out = s;
     return 0;
 }
 
+int kube_secret_from_json(struct kube_secret **out, const cJSON *obj)
+{
+    return kube_secret_from_json_keep(out, obj, NULL);
+}
+
+static const char *rebase(const char *ptr, const struct kube_secret *from, struct kube_secret *to)
+{
+    return to->blob + (ptr - from->blob);
+}
+
 struct kube_secret *kube_secret_dup(const struct kube_secret *s)
 {
-    struct kube_secret *d = xcalloc(1, sizeof(*d));
+    struct kube_secret *d = xmalloc(s->size);
 
-    d->ns = xstrdup(s->ns);
-    d->name = xstrdup(s->name);
-    d->uid = xstrdup(s->uid);
-    d->rv = xstrdup(s->rv);
-    d->deleting = s->deleting;
-    d->annotations = cJSON_Duplicate(s->annotations, 1);
-    d->keys = xcalloc(s->nkeys ? s->nkeys : 1, sizeof(*d->keys));
-    for (size_t i = 0; i < s->nkeys; i++) {
-        d->keys[i].key = xstrdup(s->keys[i].key);
-        memcpy(d->keys[i].fp, s->keys[i].fp, sizeof(d->keys[i].fp));
-    }
-    d->nkeys = s->nkeys;
+    memcpy(d, s, s->size);
+    d->ns = rebase(s->ns, s, d);
+    d->name = rebase(s->name, s, d);
+    d->uid = rebase(s->uid, s, d);
+    d->rv = rebase(s->rv, s, d);
+    d->ann = rebase(s->ann, s, d);
+    d->keys = rebase(s->keys, s, d);
+    d->store_mark = 0;
     return d;
 }
 
 const char *kube_secret_annotation(const struct kube_secret *s, const char *name)
 {
-    return json_str(s->annotations, name);
+    size_t plen = strlen(s->prefix);
+    const char *p = s->ann;
+
+    if (strncmp(name, s->prefix, plen))
+        return NULL;
+    name += plen;
+    for (size_t i = 0; i < s->nann; i++) {
+        const char *value = p + strlen(p) + 1;
+        if (!strcmp(p, name))
+            return value;
+        p = value + strlen(value) + 1;
+    }
+    return NULL;
+}
+
+void kube_secret_each_annotation(const struct kube_secret *s,
+                                 void (*fn)(void *ctx, const char *name, const char *value),
+                                 void *ctx)
+{
+    struct buf full = BUF_INIT(KUBE_SECRET_KEPT_MAX);
+    const char *p = s->ann;
+
+    for (size_t i = 0; i < s->nann; i++) {
+        const char *value = p + strlen(p) + 1;
+        buf_reset(&full);
+        buf_addstr(&full, s->prefix);
+        buf_addstr(&full, p);
+        fn(ctx, buf_str(&full), value);
+        p = value + strlen(value) + 1;
+    }
+    buf_release(&full);
+}
+
+static void add_to_json(void *ctx, const char *name, const char *value)
+{
+    cJSON_AddItemToObject(ctx, name, cJSON_CreateString(value));
+}
+
+cJSON *kube_secret_annotations_json(const struct kube_secret *s)
+{
+    cJSON *o = cJSON_CreateObject();
+
+    if (!o)
+        abort(); /* out of memory: as xmalloc */
+    kube_secret_each_annotation(s, add_to_json, o);
+    return o;
+}
+
+const char *kube_secret_key_at(const struct kube_secret *s, size_t i, const char **fp)
+{
+    const char *p = s->keys;
+
+    for (size_t j = 0; j < i; j++)
+        p += strlen(p) + 1 + KUBE_SECRET_FP_LEN + 1;
+    if (fp)
+        *fp = p + strlen(p) + 1;
+    return p;
 }
 
 const char *kube_secret_key_fp(const struct kube_secret *s, const char *key)
 {
-    for (size_t i = 0; i < s->nkeys; i++)
-        if (!strcmp(s->keys[i].key, key))
-            return s->keys[i].fp;
+    const char *p = s->keys;
+
+    for (size_t i = 0; i < s->nkeys; i++) {
+        size_t n = strlen(p);
+        if (!strcmp(p, key))
+            return p + n + 1;
+        p += n + 1 + KUBE_SECRET_FP_LEN + 1;
+    }
     return NULL;
 }
 

@@ -1,6 +1,7 @@
 /* The cache of managed Secrets, keyed "namespace/name", filled by the watch
  * and read by reconcile workers. Thread-safe. Holds only what struct
- * kube_secret holds: no secret values. */
+ * kube_secret holds: no secret values. An entry costs its Secret's one
+ * allocation and about two pointers of hash table: keys are not copied. */
 #ifndef PGTR_STORE_H
 #define PGTR_STORE_H
 
@@ -31,5 +32,8 @@ void store_sweep(struct store *st, void (*on_removed)(void *ctx, const char *key
 
 /* Calls fn for every key (under the lock: fn must not call the store). */
 void store_each_key(struct store *st, void (*fn)(void *ctx, const char *key), void *ctx);
+/* Calls fn for every Secret, borrowed for the call (under the lock: fn must not
+ * call the store, nor keep s). For scrape-time readers such as metrics. */
+void store_each(struct store *st, void (*fn)(void *ctx, const struct kube_secret *s), void *ctx);
 
 #endif

@@ -1,5 +1,10 @@
 #include "kube/watch.h"
 
+#include <errno.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -27,14 +32,80 @@ struct watch_state {
     int error_code; /* another ERROR event */
 };
 
+/* One process-wide condition variable for every timed sleep: stops are rare, so a broadcast
+ * that wakes sleepers who are not concerned costs nothing, and any stop flag works with it. */
+static pthread_mutex_t sleep_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t sleep_cond;
+static pthread_once_t sleep_once = PTHREAD_ONCE_INIT;
+static uint64_t sleep_gen; /* under sleep_mu: sleep_wake_all calls */
+
+static void sleep_init(void)
+{
+    pthread_condattr_t ca;
+
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&sleep_cond, &ca);
+    pthread_condattr_destroy(&ca);
+}
+
+/* Waits until ms have passed, *stop is true, or (when on_wake) sleep_wake_all has been
+ * called since ticket. true only for the last. */
+static bool sleep_wait(long ms, const atomic_bool *stop, bool on_wake, uint64_t ticket)
+{
+    struct timespec deadline;
+    bool woken = false;
+
+    if (ms <= 0)
+        return false;
+    pthread_once(&sleep_once, sleep_init);
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += ms / 1000;
+    deadline.tv_nsec += (ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&sleep_mu);
+    while (!(stop && atomic_load(stop))) {
+        if (on_wake && sleep_gen != ticket) {
+            woken = true;
+            break;
+        }
+        if (pthread_cond_timedwait(&sleep_cond, &sleep_mu, &deadline) == ETIMEDOUT)
+            break;
+    }
+    pthread_mutex_unlock(&sleep_mu);
+    return woken;
+}
+
 void sleep_unless_stopped(long ms, const atomic_bool *stop)
 {
-    while (ms > 0 && !(stop && atomic_load(stop))) {
-        long step = ms > 50 ? 50 : ms;
-        struct timespec ts = { 0, step * 1000000L };
-        nanosleep(&ts, NULL);
-        ms -= step;
-    }
+    (void)sleep_wait(ms, stop, false, 0);
+}
+
+uint64_t sleep_ticket(void)
+{
+    uint64_t t;
+
+    pthread_mutex_lock(&sleep_mu);
+    t = sleep_gen;
+    pthread_mutex_unlock(&sleep_mu);
+    return t;
+}
+
+bool sleep_until_woken(long ms, const atomic_bool *stop, uint64_t ticket)
+{
+    return sleep_wait(ms, stop, true, ticket);
+}
+
+void sleep_wake_all(void)
+{
+    pthread_once(&sleep_once, sleep_init);
+    pthread_mutex_lock(&sleep_mu);
+    sleep_gen++;
+    pthread_cond_broadcast(&sleep_cond);
+    pthread_mutex_unlock(&sleep_mu);
 }
 
 static int base_path(struct buf *b, const struct watch_opts *o)
@@ -62,7 +133,7 @@ static void upsert(struct watch_state *w, const cJSON *obj)
     bool changed;
     int rc;
 
-    if ((rc = kube_secret_from_json(&s, obj)) < 0) {
+    if ((rc = kube_secret_from_json_keep(&s, obj, w->o ? w->o->keep : NULL)) < 0) {
         log_warn("watch_bad_object", LOG_ERR(rc));
         return;
     }
@@ -120,6 +191,9 @@ static int list_all(struct watch_state *w)
     } while (*cont && !atomic_load(w->stop));
     store_sweep(w->st, on_removed, w);
     atomic_fetch_add(&w->stats->lists, 1);
+    /* The pages' JSON trees were many small blocks that glibc keeps after they are
+     * freed; hand them back, or a (re)list would raise RSS for good. */
+    malloc_trim(0);
     return 0;
 }
 
@@ -143,13 +217,14 @@ static int on_event(void *ctx, const char *line, size_t len)
         upsert(w, obj);
         set_rv(w, obj);
     } else if (!strcmp(type, "DELETED")) {
-        struct kube_secret *s = NULL;
-        if (kube_secret_from_json(&s, obj) == 0) {
-            char *key = kube_secret_key(s);
+        const cJSON *meta = json_obj(obj, "metadata");
+        const char *ns = json_str(meta, "namespace"), *name = json_str(meta, "name");
+        if (ns && name && strlen(ns) <= KUBE_SECRET_NAMESPACE_MAX &&
+            strlen(name) <= KUBE_SECRET_NAME_MAX && json_str(meta, "resourceVersion")) {
+            char key[KUBE_SECRET_NAMESPACE_MAX + 1 + KUBE_SECRET_NAME_MAX + 1];
+            snprintf(key, sizeof(key), "%s/%s", ns, name);
             if (store_delete(w->st, key))
                 on_removed(w, key);
-            free(key);
-            kube_secret_free(s);
         }
         set_rv(w, obj);
     } else if (!strcmp(type, "BOOKMARK")) {
@@ -210,7 +285,7 @@ int watch_run(struct kube_conn *k, struct store *st, const struct watch_opts *op
     if (!o.idle_timeout_s)
         o.idle_timeout_s = 120;
     if (!o.page_size)
-        o.page_size = 500;
+        o.page_size = 100; /* a page of filled Secrets is ~250 KB of JSON: peak RSS */
     if (!o.backoff_base_ms)
         o.backoff_base_ms = 500;
     if (!o.backoff_cap_ms)

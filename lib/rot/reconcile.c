@@ -30,10 +30,32 @@ struct rot_failures {
     struct strmap entries; /* key -> struct failure */
 };
 
+/* A ServiceAccount's identity annotations are read again after this long:
+ * a changed client id takes effect within it, and a thousand Secrets naming
+ * one ServiceAccount cost one GET per period, not one per rotation. */
+#define SA_CACHE_MS 60000
+#define SA_CACHE_MAX 1024 /* ServiceAccounts remembered; past it, start over */
+
+struct sa_entry {
+    int64_t fetched_ms; /* monotonic */
+    char *client_id;
+    char *tenant_id;    /* NULL: the annotation is absent */
+};
+
 struct idp_registry {
     pthread_mutex_t mu;
     struct strmap idps; /* "sa:ns/name:client:tenant" -> struct idp */
+    struct strmap sa;   /* "ns/name" -> struct sa_entry: successful look-ups only */
 };
+
+static void sa_entry_free(void *p)
+{
+    struct sa_entry *e = p;
+
+    free(e->client_id);
+    free(e->tenant_id);
+    free(e);
+}
 
 static void idp_free_v(void *p)
 {
@@ -53,6 +75,7 @@ void idp_registry_free(struct idp_registry *r)
     if (!r)
         return;
     strmap_clear(&r->idps, idp_free_v);
+    strmap_clear(&r->sa, sa_entry_free);
     pthread_mutex_destroy(&r->mu);
     free(r);
 }
@@ -80,6 +103,43 @@ static int registry_get(struct idp **out, const struct reconcile_ctx *ctx, const
     buf_release(&key);
     if (rc == 0)
         *out = p;
+    return rc;
+}
+
+/* idp_sa_lookup through a short cache (SA_CACHE_MS). Errors are not cached:
+ * a ServiceAccount created after an InvalidConfig is seen at the next retry. */
+static int sa_lookup(char **client_id, char **tenant_id, struct idp_registry *r,
+                     struct kube_conn *k, const char *ns, const char *name)
+{
+    struct buf key = BUF_INIT(1024);
+    struct sa_entry *e;
+    int64_t now = clock_mono_ms();
+    int rc = 1;
+
+    buf_addf(&key, "%s/%s", ns, name);
+    pthread_mutex_lock(&r->mu);
+    e = strmap_get(&r->sa, key.ptr);
+    if (e && now - e->fetched_ms < SA_CACHE_MS) {
+        *client_id = xstrdup(e->client_id);
+        *tenant_id = e->tenant_id ? xstrdup(e->tenant_id) : NULL;
+        rc = 0;
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (rc == 0 || (rc = idp_sa_lookup(client_id, tenant_id, k, ns, name)) < 0)
+        goto out;
+    e = xcalloc(1, sizeof(*e));
+    e->fetched_ms = now;
+    e->client_id = xstrdup(*client_id);
+    e->tenant_id = *tenant_id ? xstrdup(*tenant_id) : NULL;
+    pthread_mutex_lock(&r->mu);
+    if (r->sa.len >= SA_CACHE_MAX && !strmap_has(&r->sa, key.ptr))
+        strmap_clear(&r->sa, sa_entry_free);
+    e = strmap_put(&r->sa, key.ptr, e); /* the previous entry, if any */
+    pthread_mutex_unlock(&r->mu);
+    if (e)
+        sa_entry_free(e);
+out:
+    buf_release(&key);
     return rc;
 }
 
@@ -184,13 +244,12 @@ static int secret_path(struct buf *b, const struct kube_secret *s)
 static int patch_secret(struct kube_conn *k, const struct kube_secret *s, const struct sbuf *body)
 {
     struct buf path;
-    cJSON *resp = NULL;
     int rc;
 
     secret_path(&path, s);
-    rc = kube_call(&resp, k, "PATCH", path.ptr, "application/merge-patch+json", sbuf_expose(body),
+    /* The reply (the whole Secret, values included) is not read: not parsed. */
+    rc = kube_call(NULL, k, "PATCH", path.ptr, "application/merge-patch+json", sbuf_expose(body),
                    sbuf_len(body));
-    json_wipe_delete(resp);
     buf_release(&path);
     return rc;
 }
@@ -428,7 +487,6 @@ static void restart_workloads(const struct reconcile_ctx *ctx, struct kube_conn 
         const struct spec_restart *r = &spec->restarts[i];
         const char *kind = r->kind == SPEC_RESTART_DEPLOYMENT ? "deployments" : "statefulsets";
         struct buf path = BUF_INIT(2048), body = BUF_INIT(512);
-        cJSON *resp = NULL;
         int rc;
 
         buf_addstr(&path, "/apis/apps/v1/namespaces/");
@@ -437,7 +495,7 @@ static void restart_workloads(const struct reconcile_ctx *ctx, struct kube_conn 
         kube_query_escape(&path, r->name);
         buf_addf(&body, "{\"spec\":{\"template\":{\"metadata\":{\"annotations\":{"
                         "\"kubectl.kubernetes.io/restartedAt\":\"%s\"}}}}}", now);
-        rc = kube_call(&resp, k, "PATCH", path.ptr, "application/strategic-merge-patch+json",
+        rc = kube_call(NULL, k, "PATCH", path.ptr, "application/strategic-merge-patch+json",
                        body.ptr, body.len);
         if (rc == 0) {
             atomic_fetch_add(&ctx->stats->restarts, 1);
@@ -451,7 +509,6 @@ static void restart_workloads(const struct reconcile_ctx *ctx, struct kube_conn 
                      LOG_STR("detail", msg));
             event_record(ctx->events, k, s, EVENT_WARNING, "RestartFailed", msg);
         }
-        cJSON_Delete(resp);
         buf_release(&path);
         buf_release(&body);
     }
@@ -479,7 +536,7 @@ static int pick_identity(struct idp **out, struct reconcile_result *res,
         res->requeue_after_ms = fail(ctx, k, s, key, "InvalidConfig", msg, 0, false);
         return ERR_INVALID;
     }
-    rc = idp_sa_lookup(&cid, &tid, k, s->ns, spec->service_account);
+    rc = sa_lookup(&cid, &tid, ctx->idps, k, s->ns, spec->service_account);
     if (rc == 0)
         rc = registry_get(out, ctx, s->ns, spec->service_account, cid,
                           tid ? tid : ctx->tenant_id);
@@ -557,8 +614,10 @@ static int rotate(struct reconcile_result *out, const struct reconcile_ctx *ctx,
     }
     failure_reset(ctx->failures, key);
     atomic_fetch_add(&ctx->stats->rotations, 1);
-    snprintf(msg, sizeof(msg), "wrote a new token for role %s on %s:%u/%s (%s); it expires at %s",
-             spec->user, spec->host, spec->port, spec->database, why, ps.expires_at);
+    /* No expiry in the message (it is in the status annotations): the same message
+     * next time lets the recorder bump one Event instead of creating another. */
+    snprintf(msg, sizeof(msg), "wrote a new token for role %s on %s:%u/%s (%s)", spec->user,
+             spec->host, spec->port, spec->database, why);
     event_record(ctx->events, k, s, EVENT_NORMAL, "Rotated", msg);
     restart_workloads(ctx, k, s, spec);
     log_info("rotated", LOG_STR("namespace", s->ns), LOG_STR("secret", s->name),
@@ -581,6 +640,7 @@ int reconcile_secret(struct reconcile_result *out, const struct reconcile_ctx *c
     struct kube_secret *s = NULL;
     struct spec spec = SPEC_INIT;
     struct plan plan = PLAN_INIT;
+    cJSON *ann;
     char hash[17];
     int rc;
 
@@ -592,7 +652,10 @@ int reconcile_secret(struct reconcile_result *out, const struct reconcile_ctx *c
     }
     if (s->deleting)
         goto out;
-    if ((rc = spec_parse(&spec, s->annotations)) < 0) {
+    ann = kube_secret_annotations_json(s); /* the cache keeps them packed */
+    rc = spec_parse(&spec, ann);
+    cJSON_Delete(ann);
+    if (rc < 0) {
         char msg[STATUS_MSG_MAX];
         snprintf(msg, sizeof(msg), "%s; nothing was written", err_msg());
         atomic_fetch_add(&ctx->stats->invalid, 1);

@@ -123,7 +123,11 @@ func (s *Store) trim(b *bucket) {
 	}
 	drop := len(b.hist) - cap
 	last := b.hist[drop-1].rv
-	b.hist = append([]event(nil), b.hist[drop:]...)
+	// Reslice instead of copying the whole history on every write (O(1) per
+	// write): clear the dropped slots so their objects can be collected; the
+	// array is replaced by a compact one when append next grows it.
+	clear(b.hist[:drop])
+	b.hist = b.hist[drop:]
 	if len(b.hist) > 0 {
 		b.horizon = b.hist[0].rv - 1
 	} else {

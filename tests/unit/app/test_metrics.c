@@ -1017,6 +1017,67 @@ out:
     fixture_release(&f);
 }
 
+/* With secret_status, the per-Secret gauges come from the store at scrape time:
+ * nothing is kept per Secret in the registry, and a Secret gone from the store
+ * is gone from the next scrape without any call. */
+static void test_app_secret_gauges_from_store(void)
+{
+    struct metrics *m = metrics_new();
+    struct store *st = store_new();
+    struct buf text = BUF_INIT(0);
+    struct expo x = { 0 };
+    struct metrics_sources src = { .store = st, .secret_status = st };
+    const char *body;
+    char name[32];
+
+    T_RC(metrics_register_app(m, &src), 0);
+    store_upsert(st, secret("team-b", "db", "garbage", "2026-11-23T17:30:00Z", false));
+    store_upsert(st, secret("team-a", "db", "2026-11-23T18:00:00Z", "2026-11-23T17:30:00Z", false));
+    store_upsert(st, secret("team-a", "old", "2026-11-23T18:00:00Z", "2026-11-23T17:30:00Z", true));
+    for (int i = 0; i < 300; i++) {
+        snprintf(name, sizeof(name), "s-%03d", 299 - i);
+        store_upsert(st, secret("bulk", name, "2026-11-23T18:00:00Z", "2026-11-23T17:30:00Z",
+                                false));
+    }
+    metrics_secret_set(m, "team-c", "x", 1800000000, 1799990000); /* kept ones still work */
+    if (!render_parse(&x, m, &text))
+        goto out;
+#define G(name, labels) expo_get(&x, "pgtoken_rotator_" name, labels)
+    T_CHECK(G("secret_token_expiry_timestamp_seconds", "namespace=team-a,secret=db") ==
+            1795456800);
+    T_CHECK(G("secret_next_rotation_timestamp_seconds", "namespace=team-a,secret=db") ==
+            1795456800 - 1800);
+    T_CHECK(G("secret_token_expiry_timestamp_seconds", "namespace=team-b,secret=db") == -12345);
+    T_CHECK(G("secret_next_rotation_timestamp_seconds", "namespace=team-b,secret=db") ==
+            1795456800 - 1800);
+    T_CHECK(G("secret_token_expiry_timestamp_seconds", "namespace=team-a,secret=old") == -12345);
+    T_CHECK(G("secret_token_expiry_timestamp_seconds", "namespace=team-c,secret=x") == 1.8e9);
+    T_CHECK(G("secret_token_expiry_timestamp_seconds", "namespace=bulk,secret=s-123") ==
+            1795456800);
+    T_EQ_INT(expo_count(&x, "pgtoken_rotator_secret_token_expiry_timestamp_seconds"), 302);
+    T_EQ_INT(expo_count(&x, "pgtoken_rotator_secret_next_rotation_timestamp_seconds"), 303);
+    /* sorted by label values, after the kept series */
+    body = buf_str(&text);
+    T_CHECK(strstr(body, "namespace=\"bulk\",secret=\"s-000\"") <
+            strstr(body, "namespace=\"bulk\",secret=\"s-001\""));
+    T_CHECK(strstr(body, "namespace=\"bulk\",secret=\"s-299\"") <
+            strstr(body, "namespace=\"team-a\",secret=\"db\""));
+    expo_free(&x);
+    buf_release(&text);
+    /* gone from the store: gone from the scrape */
+    T_CHECK(store_delete(st, "team-a/db"));
+    if (!render_parse(&x, m, &text))
+        goto out;
+    T_CHECK(G("secret_token_expiry_timestamp_seconds", "namespace=team-a,secret=db") == -12345);
+    T_EQ_INT(expo_count(&x, "pgtoken_rotator_secret_token_expiry_timestamp_seconds"), 301);
+#undef G
+out:
+    expo_free(&x);
+    buf_release(&text);
+    metrics_free(m);
+    store_free(st);
+}
+
 /* ---- The listener ------------------------------------------------------------ */
 
 struct fetched {
@@ -1206,6 +1267,7 @@ int main(void)
     T_RUN(test_concurrent_updates_and_scrapes);
     T_RUN(test_app_families);
     T_RUN(test_app_values_move);
+    T_RUN(test_app_secret_gauges_from_store);
     T_RUN(test_httpd_endpoints);
     T_RUN(test_httpd_addresses);
     curl_global_cleanup();

@@ -52,8 +52,49 @@ static void test_sb(void)
     sbuf_free(s);
 }
 
+/* Runs of unreserved bytes are appended whole: the secret-buffer and plain encoders agree
+ * byte for byte, at the start, middle and end of the input, and a cap is honoured. */
+static void test_runs_and_caps(void)
+{
+    static const char *const cases[] = { "", "abc", "@", "@@", "abc@", "@abc", "a@b@c",
+                                         "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.sig-_~/+=" };
+    char all[256];
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct buf b = BUF_INIT(1024);
+        struct sbuf *s = sbuf_new(1024);
+        T_RC(url_encode(&b, cases[i], strlen(cases[i])), 0);
+        T_RC(url_encode_sb(s, cases[i], strlen(cases[i])), 0);
+        T_EQ_INT(sbuf_len(s), b.len);
+        T_CHECK(memcmp(sbuf_expose(s), buf_str(&b), b.len) == 0);
+        buf_release(&b);
+        sbuf_free(s);
+    }
+    for (int i = 0; i < 256; i++)
+        all[i] = (char)i;
+    {
+        struct buf b = BUF_INIT(1024);
+        struct sbuf *s = sbuf_new(1024);
+        T_RC(url_encode(&b, all, 256), 0);
+        T_RC(url_encode_sb(s, all, 256), 0);
+        T_EQ_INT(sbuf_len(s), b.len);
+        T_CHECK(memcmp(sbuf_expose(s), buf_str(&b), b.len) == 0);
+        buf_release(&b);
+        sbuf_free(s);
+    }
+    {
+        struct buf b = BUF_INIT(8);
+        struct sbuf *s = sbuf_new(8);
+        T_RC(url_encode(&b, "abcdefghijkl", 12), ERR_TOOBIG);
+        T_RC(url_encode_sb(s, "abcd@@", 6), ERR_TOOBIG);
+        buf_release(&b);
+        sbuf_free(s);
+    }
+}
+
 int main(void)
 {
+    T_RUN(test_runs_and_caps);
     T_RUN(test_encode);
     T_RUN(test_roundtrip_all_bytes);
     T_RUN(test_decode_errors);

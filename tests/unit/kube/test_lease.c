@@ -20,6 +20,7 @@
 #include "kube/kclient.h"
 #include "kube/kconfig.h"
 #include "kube/lease.h"
+#include "kube/watch.h"
 #include "net/http.h"
 
 #define LEASE_S 4
@@ -320,6 +321,7 @@ static void cand_stop(struct cand *c)
 {
     if (c->running) {
         atomic_store(&c->stop, true);
+        sleep_wake_all();
         pthread_join(c->th, NULL);
         c->running = false;
     }

@@ -1,0 +1,205 @@
+#include "t.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <cJSON.h>
+
+#include "base/err.h"
+#include "base/json.h"
+#include "base/sbuf.h"
+#include "kube/secret.h"
+
+/* "cGFzcw==" is "pass"; "dXJs" is "url". */
+static const char *const SECRET_JSON =
+    "{\"apiVersion\":\"v1\",\"kind\":\"Secret\",\"metadata\":{\"namespace\":\"team-a\","
+    "\"name\":\"db\",\"uid\":\"0b1c3a52-5e1d-4f5e-9a1b-6f1f9d0e2a11\",\"resourceVersion\":\"4711\","
+    "\"labels\":{\"pgtoken.io/managed\":\"true\"},\"annotations\":{"
+    "\"kubectl.kubernetes.io/last-applied-configuration\":\"{\\\"big\\\":\\\"blob\\\"}\","
+    "\"pgtoken.io/host\":\"db.example.com\",\"pgtoken.io/user\":\"app\","
+    "\"pgtoken.io/status.expires-at\":\"2026-01-01T00:00:00Z\","
+    "\"pgtoken.io/status.identity\":\"wi:client\",\"other\":\"x\"}},"
+    "\"data\":{\"password\":\"cGFzcw==\",\"DATABASE_URL\":\"dXJs\"}}";
+
+static const char *const skip[] = { "pgtoken.io/status.identity", NULL };
+static const struct kube_secret_keep keep = { "pgtoken.io/", skip };
+
+static struct kube_secret *read_secret(const char *json, const struct kube_secret_keep *k, int *rc)
+{
+    struct kube_secret *s = NULL;
+    cJSON *obj = NULL;
+
+    T_RC(json_parse(&obj, json, strlen(json), 1u << 20), 0);
+    *rc = kube_secret_from_json_keep(&s, obj, k);
+    cJSON_Delete(obj);
+    return s;
+}
+
+static void fp_of(char out[17], const char *value)
+{
+    struct sbuf *sb = sbuf_new(64);
+
+    T_RC(sbuf_addstr(sb, value), 0);
+    sbuf_fingerprint(out, sb);
+    sbuf_free(sb);
+}
+
+static void check_common(const struct kube_secret *s)
+{
+    char fp[17];
+
+    T_EQ_STR(s->ns, "team-a");
+    T_EQ_STR(s->name, "db");
+    T_EQ_STR(s->uid, "0b1c3a52-5e1d-4f5e-9a1b-6f1f9d0e2a11");
+    T_EQ_STR(s->rv, "4711");
+    T_CHECK(!s->deleting);
+    T_EQ_INT(s->nkeys, 2);
+    fp_of(fp, "pass");
+    T_EQ_STR(kube_secret_key_fp(s, "password"), fp);
+    fp_of(fp, "url");
+    T_EQ_STR(kube_secret_key_fp(s, "DATABASE_URL"), fp);
+    T_CHECK(kube_secret_key_fp(s, "pass") == NULL);
+    T_CHECK(kube_secret_key_fp(s, "") == NULL);
+    const char *kfp = NULL;
+    T_EQ_STR(kube_secret_key_at(s, 1, &kfp), "DATABASE_URL");
+    T_EQ_STR(kfp, fp);
+    T_EQ_STR(s->ann == NULL ? NULL : kube_secret_annotation(s, "pgtoken.io/host"),
+             "db.example.com");
+    T_EQ_STR(kube_secret_annotation(s, "pgtoken.io/status.expires-at"), "2026-01-01T00:00:00Z");
+    T_CHECK(kube_secret_annotation(s, "pgtoken.io/port") == NULL);
+    T_CHECK(kube_secret_annotation(s, "host") == NULL); /* the prefix is part of the name */
+    char *key = kube_secret_key(s);
+    T_EQ_STR(key, "team-a/db");
+    free(key);
+}
+
+/* Everything kept: annotations as they were, in their order. */
+static void test_round_trip_all(void)
+{
+    int rc;
+    struct kube_secret *s = read_secret(SECRET_JSON, NULL, &rc);
+    cJSON *ann;
+    char *txt;
+
+    T_RC(rc, 0);
+    if (!s)
+        return;
+    check_common(s);
+    T_EQ_INT(s->nann, 6);
+    T_EQ_STR(kube_secret_annotation(s, "other"), "x");
+    T_EQ_STR(kube_secret_annotation(s, "pgtoken.io/status.identity"), "wi:client");
+    ann = kube_secret_annotations_json(s);
+    txt = cJSON_PrintUnformatted(ann);
+    T_EQ_STR(txt, "{\"kubectl.kubernetes.io/last-applied-configuration\":\"{\\\"big\\\":\\\"blob\\\"}\","
+                  "\"pgtoken.io/host\":\"db.example.com\",\"pgtoken.io/user\":\"app\","
+                  "\"pgtoken.io/status.expires-at\":\"2026-01-01T00:00:00Z\","
+                  "\"pgtoken.io/status.identity\":\"wi:client\",\"other\":\"x\"}");
+    cJSON_free(txt);
+    cJSON_Delete(ann);
+    kube_secret_free(s);
+}
+
+/* With a keep filter: only the prefix, less the skipped names; the rest is not stored. */
+static void test_keep_filter_and_dup(void)
+{
+    int rc;
+    struct kube_secret *s = read_secret(SECRET_JSON, &keep, &rc), *d;
+    cJSON *ann;
+    char *txt;
+
+    T_RC(rc, 0);
+    if (!s)
+        return;
+    check_common(s);
+    T_EQ_INT(s->nann, 3);
+    T_CHECK(kube_secret_annotation(s, "other") == NULL);
+    T_CHECK(kube_secret_annotation(s, "pgtoken.io/status.identity") == NULL);
+    T_CHECK(kube_secret_annotation(s, "kubectl.kubernetes.io/last-applied-configuration") == NULL);
+    ann = kube_secret_annotations_json(s);
+    txt = cJSON_PrintUnformatted(ann);
+    T_EQ_STR(txt, "{\"pgtoken.io/host\":\"db.example.com\",\"pgtoken.io/user\":\"app\","
+                  "\"pgtoken.io/status.expires-at\":\"2026-01-01T00:00:00Z\"}");
+    cJSON_free(txt);
+    cJSON_Delete(ann);
+    /* The copy is one block of the same size and stands on its own. */
+    d = kube_secret_dup(s);
+    T_EQ_INT(d->size, s->size);
+    kube_secret_free(s);
+    check_common(d);
+    T_EQ_INT(d->nann, 3);
+    T_CHECK(d->ns >= d->blob && d->ns < (const char *)d + d->size);
+    kube_secret_free(d);
+}
+
+/* What one cached Secret costs: the bench's Secret after its first rotation. */
+static void test_compact_size(void)
+{
+    const char *json =
+        "{\"metadata\":{\"namespace\":\"bench-07\",\"name\":\"db-00042\","
+        "\"uid\":\"8a1f4e5c-3b2d-4c6e-9f80-1a2b3c4d5e6f\",\"resourceVersion\":\"123456\","
+        "\"annotations\":{\"pgtoken.io/host\":\"localhost\",\"pgtoken.io/port\":\"54321\","
+        "\"pgtoken.io/user\":\"bench_role_3\",\"pgtoken.io/database\":\"benchdb\","
+        "\"pgtoken.io/status.issued-at\":\"2026-11-23T20:06:45Z\","
+        "\"pgtoken.io/status.expires-at\":\"2026-11-23T21:06:45Z\","
+        "\"pgtoken.io/status.rotate-at\":\"2026-11-23T20:36:45Z\","
+        "\"pgtoken.io/status.rotated-at\":\"2026-11-23T20:06:46Z\","
+        "\"pgtoken.io/status.spec-hash\":\"0123456789abcdef\","
+        "\"pgtoken.io/status.identity\":\"workload-identity:11111111-2222-3333-4444-555555555555\"}},"
+        "\"data\":{\"password\":\"cGFzcw==\",\"DATABASE_URL\":\"dXJs\"}}";
+    static const char *const unread[] = { "pgtoken.io/status.rotated-at",
+                                          "pgtoken.io/status.identity",
+                                          "pgtoken.io/status.last-error-at", NULL };
+    const struct kube_secret_keep k = { "pgtoken.io/", unread };
+    int rc;
+    struct kube_secret *s = read_secret(json, &k, &rc);
+
+    T_RC(rc, 0);
+    if (!s)
+        return;
+    printf("# one cached Secret: %u bytes in one allocation\n", s->size);
+    T_CHECK(s->size <= 416);
+    T_EQ_STR(kube_secret_annotation(s, "pgtoken.io/status.spec-hash"), "0123456789abcdef");
+    T_CHECK(kube_secret_annotation(s, "pgtoken.io/status.rotated-at") == NULL);
+    kube_secret_free(s);
+}
+
+static void test_errors(void)
+{
+    int rc;
+    struct kube_secret *s;
+
+    s = read_secret("{\"metadata\":{\"namespace\":\"a\",\"name\":\"b\"}}", NULL, &rc);
+    T_RC(rc, ERR_PARSE);
+    T_CHECK(s == NULL);
+    s = read_secret("{\"metadata\":{\"namespace\":\"a\",\"name\":\"b\",\"resourceVersion\":\"1\"},"
+                    "\"data\":{\"k\":\"not base64!\"}}", NULL, &rc);
+    T_RC(rc, ERR_PARSE);
+    s = read_secret("{\"metadata\":{\"namespace\":\"a\",\"name\":\"b\",\"resourceVersion\":\"1\"},"
+                    "\"data\":{\"k\":5}}", NULL, &rc);
+    T_RC(rc, ERR_PARSE);
+    /* A kept annotation that is not a string: the API server never sends one. */
+    s = read_secret("{\"metadata\":{\"namespace\":\"a\",\"name\":\"b\",\"resourceVersion\":\"1\","
+                    "\"annotations\":{\"pgtoken.io/port\":5432}}}", &keep, &rc);
+    T_RC(rc, ERR_PARSE);
+    /* One that is not kept does not matter. */
+    s = read_secret("{\"metadata\":{\"namespace\":\"a\",\"name\":\"b\",\"resourceVersion\":\"1\","
+                    "\"deletionTimestamp\":\"2026-01-01T00:00:00Z\","
+                    "\"annotations\":{\"x\":5}}}", &keep, &rc);
+    T_RC(rc, 0);
+    if (s) {
+        T_CHECK(s->deleting);
+        T_EQ_STR(s->uid, "");
+        T_EQ_INT(s->nann, 0);
+        T_EQ_INT(s->nkeys, 0);
+        kube_secret_free(s);
+    }
+}
+
+int main(void)
+{
+    T_RUN(test_round_trip_all);
+    T_RUN(test_keep_filter_and_dup);
+    T_RUN(test_compact_size);
+    T_RUN(test_errors);
+    return t_done();
+}

@@ -1,0 +1,136 @@
+#include "t.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <cJSON.h>
+
+#include "base/err.h"
+#include "base/json.h"
+#include "kube/store.h"
+
+static struct kube_secret *secret(const char *ns, const char *name, const char *rv)
+{
+    char json[512];
+    struct kube_secret *s = NULL;
+    cJSON *obj = NULL;
+
+    snprintf(json, sizeof(json),
+             "{\"metadata\":{\"namespace\":\"%s\",\"name\":\"%s\",\"resourceVersion\":\"%s\","
+             "\"annotations\":{\"pgtoken.io/host\":\"h-%s\"}},\"data\":{}}",
+             ns, name, rv, name);
+    T_RC(json_parse(&obj, json, strlen(json), 1u << 16), 0);
+    T_RC(kube_secret_from_json(&s, obj), 0);
+    cJSON_Delete(obj);
+    return s;
+}
+
+static void test_upsert_get_delete(void)
+{
+    struct store *st = store_new();
+    struct kube_secret *got = NULL;
+
+    T_RC(store_get(&got, st, "a/x"), ERR_NOTFOUND);
+    T_CHECK(!store_delete(st, "a/x"));
+    T_CHECK(!store_delete(st, "no-slash"));
+    T_CHECK(store_upsert(st, secret("a", "x", "1")));
+    T_CHECK(!store_upsert(st, secret("a", "x", "1"))); /* same version: nothing new */
+    T_CHECK(store_upsert(st, secret("a", "x", "2")));
+    T_CHECK(store_upsert(st, secret("ab", "x", "1")));
+    T_CHECK(store_upsert(st, secret("a", "bx", "1"))); /* "a/bx" and "ab/x": not confused */
+    T_EQ_INT(store_len(st), 3);
+    T_RC(store_get(&got, st, "a/x"), 0);
+    if (got) {
+        T_EQ_STR(got->rv, "2");
+        T_EQ_STR(kube_secret_annotation(got, "pgtoken.io/host"), "h-x");
+        kube_secret_free(got);
+    }
+    T_RC(store_get(&got, st, "a/b"), ERR_NOTFOUND);
+    T_CHECK(store_delete(st, "a/x"));
+    T_CHECK(!store_delete(st, "a/x"));
+    T_RC(store_get(&got, st, "a/x"), ERR_NOTFOUND);
+    T_EQ_INT(store_len(st), 2);
+    store_free(st);
+}
+
+struct seen {
+    size_t n;
+    char keys[64][32];
+};
+
+static void collect(void *ctx, const char *key)
+{
+    struct seen *s = ctx;
+
+    if (s->n < 64)
+        snprintf(s->keys[s->n], sizeof(s->keys[0]), "%s", key);
+    s->n++;
+}
+
+static void count_secret(void *ctx, const struct kube_secret *s)
+{
+    (void)s;
+    (*(size_t *)ctx)++;
+}
+
+/* Many entries through growth, deletes (backward shifts), a relist's mark and sweep. */
+static void test_many_mark_sweep(void)
+{
+    struct store *st = store_new();
+    struct seen gone = { 0 }, all = { 0 };
+    struct kube_secret *got = NULL;
+    char ns[16], name[16], key[40];
+    size_t n = 0;
+
+    for (int i = 0; i < 3000; i++) {
+        snprintf(ns, sizeof(ns), "ns-%d", i % 7);
+        snprintf(name, sizeof(name), "s-%d", i);
+        store_upsert(st, secret(ns, name, "1"));
+    }
+    T_EQ_INT(store_len(st), 3000);
+    for (int i = 0; i < 3000; i += 3) {
+        snprintf(key, sizeof(key), "ns-%d/s-%d", i % 7, i);
+        T_CHECK(store_delete(st, key));
+    }
+    T_EQ_INT(store_len(st), 2000);
+    for (int i = 0; i < 3000; i++) {
+        snprintf(key, sizeof(key), "ns-%d/s-%d", i % 7, i);
+        int rc = store_get(&got, st, key);
+        T_RC(rc, i % 3 ? 0 : ERR_NOTFOUND);
+        if (rc == 0)
+            kube_secret_free(got);
+    }
+    /* A relist of namespace ns-1 that sees only s-1: every other ns-1 entry goes. */
+    store_mark(st, "ns-1");
+    store_upsert(st, secret("ns-1", "s-1", "2"));
+    store_sweep(st, collect, &gone);
+    size_t want = 0;
+    for (int i = 0; i < 3000; i++)
+        if (i % 3 && i % 7 == 1 && i != 1)
+            want++;
+    T_EQ_INT(gone.n, want);
+    T_EQ_INT(store_len(st), 2000 - want);
+    T_RC(store_get(&got, st, "ns-1/s-1"), 0);
+    kube_secret_free(got);
+    T_RC(store_get(&got, st, "ns-1/s-8"), ERR_NOTFOUND);
+    T_RC(store_get(&got, st, "ns-2/s-2"), 0);
+    kube_secret_free(got);
+    /* A full relist that sees nothing empties it. */
+    store_mark(st, NULL);
+    store_each(st, count_secret, &n);
+    T_EQ_INT(n, 2000 - want);
+    store_sweep(st, NULL, NULL);
+    T_EQ_INT(store_len(st), 0);
+    store_upsert(st, secret("z", "last", "1"));
+    store_each_key(st, collect, &all);
+    T_EQ_INT(all.n, 1);
+    T_EQ_STR(all.keys[0], "z/last");
+    store_free(st);
+}
+
+int main(void)
+{
+    T_RUN(test_upsert_get_delete);
+    T_RUN(test_many_mark_sweep);
+    return t_done();
+}
