@@ -34,9 +34,103 @@ type fault struct {
 	// Body: "status" forces a Status JSON body, "text" a plain-text one;
 	// empty picks what the real server sends for that code (plain text for
 	// 429, as priority-and-fairness does; a Status otherwise).
-	Body      string `json:"body,omitempty"`
-	Hits      int    `json:"hits"`
-	Remaining int    `json:"remaining"`
+	Body string `json:"body,omitempty"`
+	// A raw answer replaces the server's own (or the Status above) with
+	// exactly these bytes, to test clients against broken or hostile
+	// servers: RawPrefix, RawDeep "[", RawBody RawRepeat times (default
+	// once), RawDeep "]", RawSuffix; status Status (default 200), content
+	// type ContentType (default application/json), Content-Length set.
+	// Raw (or any raw_ field) turns it on, so an empty body can be sent.
+	// RawAbort sends no Content-Length and cuts the connection after the
+	// body instead of ending the response (HTTP/1.1: no terminating chunk;
+	// HTTP/2: RST_STREAM). A watch gets the bytes as its stream.
+	Raw         bool   `json:"raw,omitempty"`
+	RawBody     string `json:"raw_body,omitempty"`
+	RawPrefix   string `json:"raw_prefix,omitempty"`
+	RawSuffix   string `json:"raw_suffix,omitempty"`
+	RawRepeat   int    `json:"raw_repeat,omitempty"`
+	RawDeep     int    `json:"raw_deep,omitempty"`
+	RawAbort    bool   `json:"raw_abort,omitempty"`
+	ContentType string `json:"content_type,omitempty"`
+	Hits        int    `json:"hits"`
+	Remaining   int    `json:"remaining"`
+}
+
+// maxRawLen caps a raw answer (prefix, nesting, repeats, suffix): enough
+// to overflow any sane client cap, small enough to stream in seconds.
+const maxRawLen = 1 << 30
+
+func (f *fault) raw() bool {
+	return f.Raw || f.RawBody != "" || f.RawPrefix != "" || f.RawSuffix != "" || f.RawDeep > 0 ||
+		f.RawRepeat > 0 || f.RawAbort
+}
+
+// rawLen is the length of the raw answer, or -1 if over maxRawLen.
+func (f *fault) rawLen() int64 {
+	n := int64(f.RawRepeat)
+	if n <= 0 {
+		n = 1
+	}
+	if f.RawBody != "" && n > maxRawLen/int64(len(f.RawBody)) {
+		return -1
+	}
+	total := int64(len(f.RawPrefix)) + int64(len(f.RawSuffix)) + 2*int64(f.RawDeep) + n*int64(len(f.RawBody))
+	if total > maxRawLen {
+		return -1
+	}
+	return total
+}
+
+// writeRaw sends the raw answer, streaming the repeats in large writes so
+// that a body of hundreds of MiB costs little memory here. It stops early
+// when the client goes away.
+func writeRaw(w http.ResponseWriter, f *fault) {
+	code := f.Status
+	if code == 0 {
+		code = 200
+	}
+	ct := f.ContentType
+	if ct == "" {
+		ct = "application/json"
+	}
+	w.Header().Set("Content-Type", ct)
+	if f.RetryAfterS > 0 {
+		w.Header().Set("Retry-After", fmt.Sprint(f.RetryAfterS))
+	}
+	if !f.RawAbort {
+		w.Header().Set("Content-Length", fmt.Sprint(f.rawLen()))
+	}
+	w.WriteHeader(code)
+	write := func(b []byte) bool { _, err := w.Write(b); return err == nil }
+	repeat := func(unit string, n int) bool {
+		if n <= 0 || unit == "" {
+			return true
+		}
+		per := 1
+		if len(unit) < 1<<16 {
+			per = (1 << 16) / len(unit)
+		}
+		chunk := []byte(strings.Repeat(unit, min(per, n)))
+		for n > 0 {
+			k := min(per, n)
+			if !write(chunk[:k*len(unit)]) {
+				return false
+			}
+			n -= k
+		}
+		return true
+	}
+	times := f.RawRepeat
+	if times <= 0 {
+		times = 1
+	}
+	if write([]byte(f.RawPrefix)) && repeat("[", f.RawDeep) && repeat(f.RawBody, times) &&
+		repeat("]", f.RawDeep) && write([]byte(f.RawSuffix)) && f.RawAbort {
+		if fl, ok := w.(http.Flusher); ok {
+			fl.Flush()
+		}
+		panic(http.ErrAbortHandler)
+	}
 }
 
 func (f *fault) matches(ri *reqInfo, user string) bool {
@@ -70,7 +164,8 @@ func (f *fault) matches(ri *reqInfo, user string) bool {
 
 type recorded struct {
 	Seq         int    `json:"seq"`
-	Time        string `json:"time"`
+	Time        string `json:"time"` // when the request arrived (RFC 3339, nanoseconds)
+	End         string `json:"end"`  // when its answer ended or the client went; "" while open
 	User        string `json:"user"`
 	Verb        string `json:"verb"`
 	Method      string `json:"method"`
@@ -159,6 +254,14 @@ func (c *control) record(rec *recorded) {
 		c.requests = c.requests[1:]
 	}
 	c.requests = append(c.requests, rec)
+}
+
+// finish stamps the end of a request.
+func (c *control) finish(rec *recorded) {
+	t := time.Now().UTC().Format(time.RFC3339Nano)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rec.End = t
 }
 
 func (c *control) setCode(rec *recorded, code int) {
@@ -348,8 +451,16 @@ func (sv *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 			bad(400, err.Error())
 			return
 		}
-		if f.Status == 0 && f.DelayMs == 0 && !f.Hang {
-			bad(400, "a fault needs status, delay_ms or hang")
+		if f.Status == 0 && f.DelayMs == 0 && !f.Hang && !f.raw() {
+			bad(400, "a fault needs status, delay_ms, hang or a raw answer")
+			return
+		}
+		if f.raw() && (f.RawDeep < 0 || f.RawRepeat < 0 || f.rawLen() < 0) {
+			bad(400, fmt.Sprintf("a raw answer is at most %d bytes", maxRawLen))
+			return
+		}
+		if f.Status != 0 && (f.Status < 100 || f.Status > 999) {
+			bad(400, "status must be an HTTP status code")
 			return
 		}
 		c.mu.Lock()

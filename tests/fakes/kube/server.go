@@ -239,6 +239,7 @@ func (sv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	sv.ctl.record(rec)
+	defer sv.ctl.finish(rec)
 	w = &statusWriter{ResponseWriter: w, onCode: func(c int) { sv.ctl.setCode(rec, c) }}
 	if u == nil && sv.anonymous && r.Header.Get("Authorization") == "" {
 		u = &userInfo{Name: "system:anonymous", Groups: []string{"system:unauthenticated"}, Via: "anonymous"}
@@ -280,6 +281,10 @@ func (sv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 					return
 				}
 			}
+		}
+		if f.raw() {
+			writeRaw(w, f)
+			return
 		}
 		if f.Status != 0 {
 			writeError(w, r, faultError(f, ri, u.Name))
