@@ -11,11 +11,14 @@
 #include "base/mem.h"
 #include "base/banned.h"
 
-/* One linear scan, no recursion: whether brackets outside strings nest deeper than
- * JSON_MAX_DEPTH, and how many strings hold the escape \u0000. */
+/* One linear scan, no recursion: brackets outside strings nested deeper than
+ * JSON_MAX_DEPTH (1), more than JSON_MAX_VALUES values (2: counted from above as
+ * two per bracket plus one per comma), else 0 with the number of strings holding
+ * the escape \u0000. */
 static int scan(const char *s, size_t len, size_t *nul_escapes)
 {
     int depth = 0;
+    size_t values = 1;
     bool in_str = false;
 
     *nul_escapes = 0;
@@ -34,9 +37,14 @@ static int scan(const char *s, size_t len, size_t *nul_escapes)
         } else if (c == '{' || c == '[') {
             if (++depth > JSON_MAX_DEPTH)
                 return 1;
+            values += 2;
         } else if (c == '}' || c == ']') {
             depth--;
+        } else if (c == ',') {
+            values++;
         }
+        if (values > JSON_MAX_VALUES)
+            return 2;
     }
     return 0;
 }
@@ -78,8 +86,11 @@ int json_parse(cJSON **out, const char *data, size_t len, size_t max_len)
     if (len > max_len)
         return err_set(ERR_TOOBIG, "JSON document of %zu bytes is over the %zu-byte limit", len,
                        max_len);
-    if (scan(data, len, &nuls))
-        return err_set(ERR_PARSE, "JSON nested deeper than %d levels", JSON_MAX_DEPTH);
+    switch (scan(data, len, &nuls)) {
+    case 1: return err_set(ERR_PARSE, "JSON nested deeper than %d levels", JSON_MAX_DEPTH);
+    case 2: return err_set(ERR_TOOBIG, "JSON document with over %d values", JSON_MAX_VALUES);
+    default: break;
+    }
     if (nuls)
         text = copy = without_nul_escapes(data, len);
     j = cJSON_ParseWithLengthOpts(text, len, &end, 0);

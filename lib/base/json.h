@@ -12,11 +12,15 @@
 #include "base/buf.h"
 
 #define JSON_MAX_DEPTH 64
+/* Values in one document (about 80 bytes of tree each): a list page of 100 Secrets
+ * with a thousand keys each stays far below; 16 MiB of "[]," does not. */
+#define JSON_MAX_VALUES (1 << 19)
 
 /* Parses data[0..len). 0: *out is the tree (cJSON_Delete it).
- * ERR_TOOBIG when len > max_len; ERR_PARSE when malformed or nested deeper
- * than JSON_MAX_DEPTH (checked before parsing, so hostile input cannot
- * recurse deeply). */
+ * ERR_TOOBIG when len > max_len or the document holds over JSON_MAX_VALUES
+ * values; ERR_PARSE when malformed or nested deeper than JSON_MAX_DEPTH (both
+ * checked by one linear scan before parsing, so hostile input can neither
+ * recurse deeply nor build a tree many times its own size). */
 int json_parse(cJSON **out, const char *data, size_t len, size_t max_len);
 
 /* Member key of obj when it is a string, else NULL. */

@@ -126,22 +126,23 @@ static int base_path(struct buf *b, const struct watch_opts *o)
     return 0;
 }
 
-static void upsert(struct watch_state *w, const cJSON *obj)
+/* Caches one object. A malformed one is skipped (with its error left in err_msg) and
+ * returns < 0: the caller logs it, once per event or once per list page. */
+static int upsert(struct watch_state *w, const cJSON *obj)
 {
     struct kube_secret *s = NULL;
     char *key;
     bool changed;
     int rc;
 
-    if ((rc = kube_secret_from_json_keep(&s, obj, w->o ? w->o->keep : NULL)) < 0) {
-        log_warn("watch_bad_object", LOG_ERR(rc));
-        return;
-    }
+    if ((rc = kube_secret_from_json_keep(&s, obj, w->o ? w->o->keep : NULL)) < 0)
+        return rc;
     key = kube_secret_key(s);
     changed = store_upsert(w->st, s);
     if (w->h->on_upsert)
         w->h->on_upsert(w->h->ctx, key, changed);
     free(key);
+    return 0;
 }
 
 static void on_removed(void *ctx, const char *key)
@@ -160,7 +161,35 @@ static void set_rv(struct watch_state *w, const cJSON *obj)
         memcpy(w->rv, rv, strlen(rv) + 1);
 }
 
-/* One complete list, all pages. */
+/* The page's items and continue token, once its shape is that of a list: a reply that is
+ * not (an empty body, "items" not an array, "metadata" not an object, a continue token we
+ * cannot hold) fails the list, which is retried; taken as empty, it would drop every
+ * cached Secret. */
+static int list_page(const cJSON *list, const cJSON **items, const char **cont, size_t cont_max)
+{
+    const cJSON *meta = list ? cJSON_GetObjectItemCaseSensitive(list, "metadata") : NULL;
+    const cJSON *c;
+
+    *cont = NULL;
+    *items = list ? cJSON_GetObjectItemCaseSensitive(list, "items") : NULL;
+    if (!cJSON_IsObject(list))
+        return err_set(ERR_PARSE, "list reply is not a JSON object");
+    if (!cJSON_IsArray(*items) && !cJSON_IsNull(*items) && *items)
+        return err_set(ERR_PARSE, "list reply's items is not an array");
+    if (!cJSON_IsObject(meta))
+        return err_set(ERR_PARSE, "list reply has no metadata object");
+    if (!json_str(meta, "resourceVersion"))
+        return err_set(ERR_PARSE, "list reply has no resourceVersion");
+    c = cJSON_GetObjectItemCaseSensitive(meta, "continue");
+    *cont = cJSON_IsString(c) ? c->valuestring : NULL;
+    if (c && !cJSON_IsString(c) && !cJSON_IsNull(c))
+        return err_set(ERR_PARSE, "list reply's continue is not a string");
+    if (*cont && strlen(*cont) >= cont_max)
+        return err_set(ERR_PARSE, "list reply's continue token is over %zu bytes", cont_max - 1);
+    return 0;
+}
+
+/* One complete list, all pages. Only a complete list sweeps the cache. */
 static int list_all(struct watch_state *w)
 {
     char cont[4096] = "";
@@ -169,7 +198,10 @@ static int list_all(struct watch_state *w)
     store_mark(w->st, w->o->ns);
     do {
         struct buf path;
-        cJSON *list = NULL, *item;
+        cJSON *list = NULL;
+        const cJSON *items, *item;
+        const char *c = NULL;
+        size_t bad = 0;
         base_path(&path, w->o);
         buf_addf(&path, "limit=%d", w->o->page_size);
         if (*cont) {
@@ -180,15 +212,29 @@ static int list_all(struct watch_state *w)
         buf_release(&path);
         if (rc < 0)
             return rc;
-        cJSON_ArrayForEach(item, json_arr(list, "items")) upsert(w, item);
+        if ((rc = list_page(list, &items, &c, sizeof(cont))) < 0) {
+            json_wipe_delete(list);
+            return rc;
+        }
+        cJSON_ArrayForEach(item, items) {
+            if (atomic_load(w->stop))
+                break;
+            int urc = upsert(w, item);
+            if (urc < 0 && bad++ == 0)
+                log_warn("watch_bad_object", LOG_ERR(urc)); /* the first; a count below */
+        }
+        if (bad > 1)
+            log_warn("list_bad_objects", LOG_I64("skipped", (int64_t)bad),
+                     LOG_STR("detail", "objects in one list page that are not valid Secrets"));
         set_rv(w, list);
-        const char *c = json_str(json_obj(list, "metadata"), "continue");
-        if (c && *c && strlen(c) < sizeof(cont))
+        if (c && *c)
             memcpy(cont, c, strlen(c) + 1);
         else
             cont[0] = '\0';
         json_wipe_delete(list);
-    } while (*cont && !atomic_load(w->stop));
+        if (atomic_load(w->stop))
+            return err_set(ERR_UNAVAILABLE, "stopped during a list");
+    } while (*cont);
     store_sweep(w->st, on_removed, w);
     atomic_fetch_add(&w->stats->lists, 1);
     /* The pages' JSON trees were many small blocks that glibc keeps after they are
@@ -214,7 +260,10 @@ static int on_event(void *ctx, const char *line, size_t len)
     if (!type || !obj) {
         rc = err_set(ERR_PARSE, "watch event without type or object");
     } else if (!strcmp(type, "ADDED") || !strcmp(type, "MODIFIED")) {
-        upsert(w, obj);
+        if ((rc = upsert(w, obj)) < 0) {
+            log_warn("watch_bad_object", LOG_ERR(rc));
+            rc = 0; /* one bad object: skip it, keep the stream */
+        }
         set_rv(w, obj);
     } else if (!strcmp(type, "DELETED")) {
         const cJSON *meta = json_obj(obj, "metadata");

@@ -349,6 +349,11 @@ static int64_t fail(const struct reconcile_ctx *ctx, struct kube_conn *k, const 
     log_warn("rotation_failed", LOG_STR("namespace", s->ns), LOG_STR("secret", s->name),
              LOG_STR("reason", reason), LOG_STR("detail", msg), LOG_I64("attempt", attempt + 1),
              LOG_I64("retry_in_ms", delay));
+    /* The API server refused the write with Retry-After (429, or 503 while it restarts):
+     * an Event and a status patch now would be more requests it asked us not to send. The
+     * log says it; the retry after the wait reports on the Secret if it fails again. */
+    if (retry_after_ms > 0 && !strcmp(reason, "WriteFailed"))
+        return delay;
     event_record(ctx->events, k, s, EVENT_WARNING, reason, msg);
     set_error_status(k, s, reason, msg);
     return delay;

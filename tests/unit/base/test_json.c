@@ -23,6 +23,32 @@ static void test_parse_caps(void)
     cJSON_Delete(j);
 }
 
+/* Many tiny values: refused before a tree many times the input's size is built. */
+static void test_value_cap(void)
+{
+    size_t n = (size_t)JSON_MAX_VALUES / 2, len = 2 + 3 * n;
+    char *doc = malloc(len);
+    cJSON *j = NULL;
+
+    T_CHECK(doc != NULL);
+    doc[0] = '[';
+    for (size_t i = 0; i < n; i++)
+        memcpy(doc + 1 + 3 * i, "[],", 3);
+    doc[len - 2] = ']'; /* over the last comma */
+    doc[len - 1] = ' ';
+    T_RC(json_parse(&j, doc, len, len), ERR_TOOBIG);
+    T_CHECK(strstr(err_msg(), "values") != NULL);
+    /* A tenth of that parses. */
+    n /= 10;
+    len = 2 + 3 * n;
+    doc[len - 2] = ']';
+    doc[len - 1] = ' ';
+    T_RC(json_parse(&j, doc, len, len), 0);
+    T_EQ_INT(cJSON_GetArraySize(j), (long long)n);
+    cJSON_Delete(j);
+    free(doc);
+}
+
 /* \u0000 would end a C string early ("admin\u0000x" read as "admin"): it comes out as
  * U+0001, so the value stays whole and a control-character check sees it. An escaped
  * backslash followed by "u0000" is plain text and stays so. */
@@ -75,6 +101,7 @@ int main(void)
 {
     T_RUN(test_parse_caps);
     T_RUN(test_nul_escape);
+    T_RUN(test_value_cap);
     T_RUN(test_lookups);
     T_RUN(test_quote);
     return t_done();
