@@ -17,7 +17,6 @@
 #include "base/strmap.h"
 #include "base/banned.h"
 
-#define EVENT_WINDOW_S 600
 #define EVENT_MESSAGE_MAX 1024
 
 /* One per Secret with an Event, so kept small: a hash of what the last Event
@@ -186,7 +185,10 @@ void event_record(struct event_recorder *r, struct kube_conn *k, const struct ku
     buf_addf(&key, "%s/%s", s->ns, s->name);
     pthread_mutex_lock(&r->mu);
     l = strmap_get(&r->last, key.ptr);
-    bump = l && l->what == what && now - l->last_s < EVENT_WINDOW_S;
+    /* No time limit, as client-go's event logger: a repeat bumps the Event while it
+     * exists; once the API server's event TTL (1 h by default) removed it, the PATCH
+     * gets 404 and a new one is created below. Rotations every half hour aggregate. */
+    bump = l && l->what == what;
     if (bump) {
         l->count++;
         l->last_s = now;

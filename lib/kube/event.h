@@ -1,7 +1,7 @@
 /* Kubernetes Events on the Secrets we manage (core/v1 Event, as kubectl
  * describe shows them). A repeat of the same reason and message on the same
- * object within the aggregation window bumps the existing Event's count
- * instead of creating another, as client-go's recorder does. Messages must
+ * object bumps the existing Event's count instead of creating another, as
+ * client-go's recorder does (a new one once the old one has expired). Messages must
  * never hold a secret: callers pass text built from names and error messages. */
 #ifndef PGTR_EVENT_H
 #define PGTR_EVENT_H
