@@ -1,42 +1,13 @@
 package e2e
 
 import (
-	"bytes"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/json"
 	"fmt"
-	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"pgtoken-rotator/tests/stack"
 )
-
-// entraFault sets a fault on the fake Entra endpoint.
-func (w *world) entra(method, path string, body any) {
-	w.t.Helper()
-	ca, err := os.ReadFile(w.s.PKI + "/ca.crt")
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(ca)
-	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	b, _ := json.Marshal(body)
-	req, _ := http.NewRequest(method, w.s.EntraURL+"/_fake/"+path, bytes.NewReader(b))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.Do(req)
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode > 299 {
-		w.t.Fatalf("entra control %s %s: %d", method, path, resp.StatusCode)
-	}
-}
 
 // The token endpoint fails (500, then 429 with Retry-After, then garbage):
 // the Secret keeps its working value; when it recovers, rotation resumes.

@@ -319,15 +319,11 @@ func (w *world) searchMinted() {
 
 // minted returns the access tokens the fake Entra has issued (GET /_fake/minted).
 func (w *world) minted() ([]string, error) {
-	body, err := w.s.EntraGet("/_fake/minted")
-	if err != nil {
-		return nil, err
-	}
 	var v []struct {
 		AccessToken string `json:"access_token"`
 	}
-	if err := json.Unmarshal(body, &v); err != nil {
-		return nil, fmt.Errorf("GET /_fake/minted: %v", err)
+	if err := w.s.EntraControl("GET", "minted", nil, &v); err != nil {
+		return nil, err
 	}
 	out := make([]string, 0, len(v))
 	for _, m := range v {
@@ -336,6 +332,21 @@ func (w *world) minted() ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// entraJSON calls the fake Entra's control API (PATH under /_fake/) and
+// decodes its answer into out (unless nil); any failure ends the test.
+func (w *world) entraJSON(method, path string, body, out any) {
+	w.t.Helper()
+	if err := w.s.EntraControl(method, path, body, out); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+// entra sends one control request to the fake Entra (faults, config).
+func (w *world) entra(method, path string, body any) {
+	w.t.Helper()
+	w.entraJSON(method, path, body, nil)
 }
 
 func scrape(url string) (string, error) {

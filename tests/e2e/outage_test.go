@@ -2,13 +2,9 @@ package e2e
 
 import (
 	"bytes"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,39 +18,6 @@ import (
 )
 
 // --- helpers for outages (this file and badinput_test.go) -------------------
-
-// entraJSON calls the fake Entra control API and decodes its answer into out.
-func (w *world) entraJSON(method, path string, body, out any) {
-	w.t.Helper()
-	ca, err := os.ReadFile(w.s.PKI + "/ca.crt")
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(ca)
-	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}},
-		Timeout: 30 * time.Second}
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequest(method, w.s.EntraURL+"/_fake/"+path, rd)
-	resp, err := c.Do(req)
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode > 299 {
-		w.t.Fatalf("entra control %s %s: %d %s", method, path, resp.StatusCode, b)
-	}
-	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			w.t.Fatalf("entra control %s %s: %v", method, path, err)
-		}
-	}
-}
 
 // entraSet replaces the fake Entra's config with the stack's plus the given fields.
 func (w *world) entraSet(kv ...any) {

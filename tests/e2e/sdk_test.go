@@ -17,15 +17,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"mime"
-	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -205,40 +201,6 @@ func (w *world) sdkLogin(role, db, token string) error {
 	return nil
 }
 
-// sdkControl calls the fake Entra's control API and decodes the answer into out.
-func (w *world) sdkControl(method, path string, body, out any) {
-	w.t.Helper()
-	ca, err := os.ReadFile(filepath.Join(w.s.PKI, "ca.crt"))
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(ca)
-	c := &http.Client{Timeout: 30 * time.Second,
-		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequest(method, w.s.EntraURL+"/_fake/"+path, rd)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.Do(req)
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode > 299 {
-		w.t.Fatalf("fake Entra control %s %s: %d %s", method, path, resp.StatusCode, b)
-	}
-	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			w.t.Fatalf("fake Entra control %s %s: %v", method, path, err)
-		}
-	}
-}
-
 // sdkRecord is what the fake recorded of one request (GET /_fake/requests).
 type sdkRecord struct {
 	Seq        int64             `json:"seq"`
@@ -276,7 +238,7 @@ func (r *sdkRecord) String() string {
 func (w *world) sdkRecords(since int64) []sdkRecord {
 	w.t.Helper()
 	var recs []sdkRecord
-	w.sdkControl("GET", fmt.Sprintf("requests?since=%d", since), nil, &recs)
+	w.entraJSON("GET", fmt.Sprintf("requests?since=%d", since), nil, &recs)
 	return recs
 }
 
@@ -617,10 +579,10 @@ func TestSDKManagedIdentityLogin(t *testing.T) {
 	w := newWorld(t, stack.Options{})
 	w.stopController()
 	var cfg map[string]any
-	w.sdkControl("GET", "config", nil, &cfg)
+	w.entraJSON("GET", "config", nil, &cfg)
 	cfg["managed_identities"] = []any{map[string]any{
 		"client_id": sdkMIClient, "object_id": sdkMIOID, "resource_id": sdkMIResID}}
-	w.sdkControl("PUT", "config", cfg, nil)
+	w.entraJSON("PUT", "config", cfg, nil)
 	if err := w.s.AddRole(sdkMIRole, sdkMIOID, sdkMIDB); err != nil {
 		t.Fatal(err)
 	}
@@ -746,7 +708,7 @@ func sdkCompareIMDS(t *testing.T, clients []sdkClient) {
 func TestSDKTokenRequestMatchesController(t *testing.T) {
 	sdkOnly(t)
 	w := newWorld(t, stack.Options{})
-	w.sdkControl("DELETE", "requests", nil, nil)
+	w.entraJSON("DELETE", "requests", nil, nil)
 	w.managed("sdk-compare", "db", w.pgAnn())
 	w.waitSecret("sdk-compare", "db", 30*time.Second, "password written", hasKeys("password"))
 	recs := w.sdkRecords(0)

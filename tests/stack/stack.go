@@ -7,6 +7,7 @@ package stack
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -244,27 +245,48 @@ func (s *Stack) startEntra() error {
 	return nil
 }
 
-// EntraGet GETs a path of the fake Entra (its control API, /_fake/...) over
-// TLS verified with the stack's CA.
-func (s *Stack) EntraGet(path string) ([]byte, error) {
+// EntraControl calls the fake Entra's control API (PATH under /_fake/) over TLS
+// verified with the stack's CA, sending body as JSON (unless nil) and decoding
+// the answer into out (unless nil).
+func (s *Stack) EntraControl(method, path string, body, out any) error {
 	ca, err := os.ReadFile(filepath.Join(s.PKI, "ca.crt"))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(ca)
-	c := &http.Client{Timeout: 10 * time.Second,
+	c := &http.Client{Timeout: 30 * time.Second,
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	resp, err := c.Get(s.EntraURL + path)
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, s.EntraURL+"/_fake/"+path, rd)
 	if err != nil {
-		return nil, err
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	if err == nil && resp.StatusCode != http.StatusOK {
-		err = fmt.Errorf("GET %s: %d", path, resp.StatusCode)
+	if err != nil {
+		return err
 	}
-	return b, err
+	if resp.StatusCode > 299 {
+		return fmt.Errorf("fake Entra control %s %s: %d %s", method, path, resp.StatusCode, b)
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			return fmt.Errorf("fake Entra control %s %s: %v", method, path, err)
+		}
+	}
+	return nil
 }
 
 // writeFederatedToken writes what the kubelet projects for the controller's
