@@ -61,7 +61,9 @@ func readE2E(path string, rows map[string]*row, order *int) error {
 	}
 	defer f.Close()
 	tier := "fake"
+	suite := strings.TrimSuffix(filepath.Base(path), ".log")
 	results := map[string]result{} // tier + "\x00" + test
+	totals := map[string]bool{}    // results that are a suite's totals (RELIABILITY-RESULT)
 	type decl struct{ tier, test, key string }
 	var decls []decl
 	sc := bufio.NewScanner(f)
@@ -89,7 +91,8 @@ func readE2E(path string, rows map[string]*row, order *int) error {
 			}
 			decls = append(decls, decl{fields[1], fields[2], key})
 		case fields[0] == "RELIABILITY-RESULT" && len(fields) == 5:
-			results[fields[1]+"\x00"+fields[2]] = result{fields[3], fields[4]}
+			results[fields[1]+"\x00"+fields[2]] = result{fields[3], suite + " suite: " + fields[4]}
+			totals[fields[1]+"\x00"+fields[2]] = true
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -101,6 +104,15 @@ func readE2E(path string, rows map[string]*row, order *int) error {
 		if !ok {
 			missing = append(missing, d.tier+"/"+d.test)
 			continue
+		}
+		// Totals of the same check from several suites (e2e, sdk) add up: it
+		// passes only if it passed in each.
+		if prev, ok := rows[d.key].results[d.tier]; ok && totals[d.tier+"\x00"+d.test] &&
+			prev.detail != res.detail {
+			if prev.status != "PASS" {
+				res.status = prev.status
+			}
+			res.detail = prev.detail + "; " + res.detail
 		}
 		rows[d.key].results[d.tier] = res
 	}
