@@ -395,6 +395,13 @@ func (w *world) runBadCases(ns string, cases []badCase) {
 			}
 			status[c.name] = w.createRawSecret(ns, c.name, ann)
 		}
+		if status[c.name] == 422 && realKube() && strings.HasPrefix(c.name, "tmpl-key-") {
+			// The real server validates annotation keys as qualified names: such
+			// a key never reaches the controller (the fake stores it, and the
+			// controller must refuse it there).
+			t.Logf("%s: the real API server refuses the key itself (422)", c.name)
+			continue
+		}
 		if status[c.name] != 201 {
 			t.Errorf("%s: the API server refused the Secret (%d): the controller never saw it", c.name, status[c.name])
 		}
