@@ -241,8 +241,8 @@ func probe(url string) int {
 func TestAPIThrottledPatch(t *testing.T) {
 	covers(t, "Kubernetes API", "429 with Retry-After: 3 on PATCH of a Secret",
 		"the first rotation PATCH is throttled; the fake's request log shows no PATCH of that Secret for 3 s after it, then the Secret is written and logs in")
+	needsFake(t, "answers 429 on demand")
 	w := newWorld(t, stack.Options{})
-	w.fakeOnly("answers 429 on demand")
 	id := w.apiFault(map[string]any{"match": map[string]any{"verb": "patch", "resource": "secrets", "namespace": "thr"},
 		"status": 429, "retry_after_s": 3, "count": 1})
 	w.managed("thr", "db", w.pgAnn())
@@ -271,8 +271,8 @@ func TestAPIThrottledPatch(t *testing.T) {
 func TestAPIThrottledList(t *testing.T) {
 	covers(t, "Kubernetes API", "429 with Retry-After: 3 on the initial LIST of Secrets",
 		"a new controller's first LIST is throttled; the request log shows the next LIST at least 3 s later, then the Secret is written and logs in")
+	needsFake(t, "answers 429 on demand")
 	w := newWorld(t, stack.Options{})
-	w.fakeOnly("answers 429 on demand")
 	var id int
 	seq := w.restartWith("controller-2", func() {
 		w.managed("thrl", "db", w.pgAnn())
@@ -298,8 +298,8 @@ func TestAPIThrottledList(t *testing.T) {
 func TestAPIServerErrorsPatch(t *testing.T) {
 	covers(t, "Kubernetes API", "a burst of three 500s on PATCH of a Secret",
 		"each failure is logged and retried with growing backoff, a WriteFailed Event names the 500, exactly one data write succeeds and it is the value the Secret holds, which logs in")
+	needsFake(t, "answers 500 on demand")
 	w := newWorld(t, stack.Options{})
-	w.fakeOnly("answers 500 on demand")
 	id := w.apiFault(map[string]any{"match": map[string]any{"verb": "patch", "resource": "secrets", "namespace": "e500"},
 		"status": 500, "count": 3})
 	w.managed("e500", "db", w.pgAnn())
@@ -343,8 +343,8 @@ func TestAPIServerErrorsPatch(t *testing.T) {
 func TestAPIServerErrorsList(t *testing.T) {
 	covers(t, "Kubernetes API", "three 500s on the initial LIST of Secrets",
 		"list_failed is logged with the 500 and retried with growing delays the request log confirms; the Secret is then written once and logs in")
+	needsFake(t, "answers 500 on demand")
 	w := newWorld(t, stack.Options{})
-	w.fakeOnly("answers 500 on demand")
 	var id int
 	seq := w.restartWith("controller-2", func() {
 		w.managed("e500l", "db", w.pgAnn())
@@ -392,8 +392,8 @@ func TestAPIHungPatch(t *testing.T) {
 	covers(t, "Kubernetes API", "a PATCH of a Secret that never gets an answer",
 		"the fake holds the connection; other Secrets rotate and /healthz answers meanwhile; the controller gives up after its 30 s request timeout (the fake saw it leave), retries, and the Secret is written and logs in")
 	base, args := metricsArgs(t)
+	needsFake(t, "holds a PATCH open on demand")
 	w := newWorld(t, stack.Options{}, args...)
-	w.fakeOnly("holds a PATCH open on demand")
 	id := w.apiFault(map[string]any{"match": map[string]any{"verb": "patch", "resource": "secrets", "namespace": "hangp"},
 		"hang": true, "count": 1})
 	w.managed("hangp", "db", w.pgAnn())
@@ -425,8 +425,8 @@ func TestAPIHungList(t *testing.T) {
 	covers(t, "Kubernetes API", "the initial LIST of Secrets never gets an answer",
 		"the fake holds the LIST; /healthz answers and /readyz says not ready meanwhile; after its 30 s request timeout the controller lists again and the Secret is written and logs in")
 	base, args := metricsArgs(t)
+	needsFake(t, "holds a LIST open on demand")
 	w := newWorld(t, stack.Options{}, args...)
-	w.fakeOnly("holds a LIST open on demand")
 	var id int
 	seq := w.restartWith("controller-2", func() {
 		w.managed("hangl", "db", w.pgAnn())
@@ -462,8 +462,8 @@ func TestAPIHungWatch(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte("watch:\n  idleTimeoutSeconds: 5\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	needsFake(t, "holds a watch open on demand")
 	w := newWorld(t, stack.Options{}, "--config", cfg)
-	w.fakeOnly("holds a watch open on demand")
 	w.managed("hangw", "first", w.pgAnn())
 	w.rotatedOK("hangw", "first", 30*time.Second)
 	seq := w.apiSeq()
@@ -492,8 +492,8 @@ func TestAPISlowPagedList(t *testing.T) {
 	const managed, unmanaged = 520, 80 // over five pages of the controller's 100
 	covers(t, "Kubernetes API", fmt.Sprintf("a slow LIST of %d managed and %d unmanaged Secrets, in pages", managed, unmanaged),
 		"the first two pages are delayed; the controller pages with limit and continue, a Secret created between pages 1 and 2 arrives by the watch, every managed Secret is written exactly once, no unmanaged one is touched")
+	needsFake(t, "delays LIST pages on demand")
 	w := newWorld(t, stack.Options{})
-	w.fakeOnly("delays LIST pages on demand")
 	var late apiReq
 	seq := w.restartWith("controller-2", func() {
 		if err := w.k.EnsureNamespace("slow"); err != nil {
@@ -641,8 +641,8 @@ func (w *world) sufferHostile(ids []int, cases []hostile, query string, timeout 
 func TestAPIHostileList(t *testing.T) {
 	covers(t, "Kubernetes API", "LIST of Secrets answered with truncated JSON, HTML, 100000-deep nesting, 256 MiB, wrong types (items a string, metadata a number), an empty body",
 		"one bad answer per LIST, each logged as list_failed with the reason and retried, none taken for a list; no crash or sanitizer report, peak RSS under 200 MiB; then the Secret is written and logs in")
+	needsFake(t, "sends raw answers on demand")
 	w := newWorld(t, stack.Options{})
-	w.fakeOnly("sends raw answers on demand")
 	var ids []int
 	var cases []hostile
 	seq := w.restartWith("controller-2", func() {
@@ -700,8 +700,8 @@ func TestAPIHostileList(t *testing.T) {
 func TestAPIHostileWatch(t *testing.T) {
 	covers(t, "Kubernetes API", "watch streams of garbage frames, wrong types, a truncated event then a cut connection, a 100000-deep event, a 256 MiB event, an HTML page",
 		"one bad stream per watch, each logged and the watch restarted with backoff; no crash or sanitizer report, peak RSS under 200 MiB; a Secret created after is written and logs in")
+	needsFake(t, "sends raw answers on demand")
 	w := newWorld(t, stack.Options{})
-	w.fakeOnly("sends raw answers on demand")
 	w.managed("hostw", "first", w.pgAnn())
 	w.rotatedOK("hostw", "first", 30*time.Second)
 	seq := w.apiSeq()
@@ -729,8 +729,8 @@ func TestAPIHostileWatch(t *testing.T) {
 func TestAPIHostilePatch(t *testing.T) {
 	covers(t, "Kubernetes API", "PATCH of a Secret answered 500 with truncated JSON, 500 with 100000-deep nesting, 503 with 256 MiB, 500 with a wrongly typed Status, 409 not JSON",
 		"each bad answer fails that write (logged, WriteFailed Event) and the write is retried; no crash or sanitizer report, peak RSS under 200 MiB; then the Secret is written and logs in")
+	needsFake(t, "sends raw answers on demand")
 	w := newWorld(t, stack.Options{})
-	w.fakeOnly("sends raw answers on demand")
 	// Error answers only: a 2xx means the server applied the write, so the
 	// controller need not read its body (and the fake applies nothing here).
 	cases := []hostile{
@@ -760,8 +760,8 @@ func TestAPIHostilePatch(t *testing.T) {
 func TestAPIHostileGet(t *testing.T) {
 	covers(t, "Kubernetes API", "GET of a ServiceAccount answered with truncated JSON, 100000-deep nesting, 256 MiB, a wrongly typed client-id annotation",
 		"a Secret using that ServiceAccount's identity: each bad answer fails the attempt with a logged reason and a backoff; no crash or sanitizer report, peak RSS under 200 MiB; then it is written with that identity and logs in as its role")
+	needsFake(t, "sends raw answers on demand")
 	w := newWorld(t, stack.Options{})
-	w.fakeOnly("sends raw answers on demand")
 	w.entraConfig([]any{map[string]any{
 		"client_id": appAClient, "object_id": appAOID, "display_name": "app-a",
 		"federated_credentials": []any{map[string]any{"issuer": stack.Issuer,
@@ -799,8 +799,8 @@ func TestAPIHostileGet(t *testing.T) {
 func TestAPIHostileManyValues(t *testing.T) {
 	covers(t, "Kubernetes API", "a watch event of 4 MiB and a LIST page of 16 MiB made of millions of tiny JSON values (under the size caps)",
 		"each answered once; the controller must reject or survive them with peak RSS under 200 MiB and without stalling; a Secret created after is written and logs in")
+	needsFake(t, "sends raw answers on demand")
 	w := newWorld(t, stack.Options{})
-	w.fakeOnly("sends raw answers on demand")
 	w.managed("amp", "first", w.pgAnn())
 	w.rotatedOK("amp", "first", 30*time.Second)
 	seq := w.apiSeq()

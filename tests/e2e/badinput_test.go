@@ -92,7 +92,7 @@ type badCase struct {
 // Event and a last-error that name the problem, nothing is written to its
 // data, and the controller goes on to rotate a good Secret created after them.
 func TestBadInputAnnotations(t *testing.T) {
-	covers(t, "Annotations", "missing, empty, huge, non-UTF-8, control characters, template injection, bad port/host/user/database",
+	covers(t, "Bad input: annotations", "missing, empty, huge, non-UTF-8, control characters, template injection, bad port/host/user/database",
 		"a Secret per bad value (~60 cases): InvalidConfig Warning Event and last-error naming the annotation (LoginFailed where the value is a legal but unknown role or database), data untouched, the controller keeps running and then rotates a good Secret")
 	w := newWorld(t, stack.Options{})
 	const ns = "badin"
@@ -476,7 +476,7 @@ func (w *world) runBadCases(ns string, cases []badCase) {
 // C strings end there, so the value must be refused, not read as its prefix
 // (a user "<role>\u0000evil" must not log in as <role>).
 func TestBadInputAnnotationNUL(t *testing.T) {
-	covers(t, "Annotations", "an escaped NUL (\\u0000) inside host, port, user, database or a template",
+	covers(t, "Bad input: annotations", "an escaped NUL (\\u0000) inside host, port, user, database or a template",
 		"a Secret per field: InvalidConfig Warning Event and last-error naming the annotation, nothing written (the value is not cut at the NUL), the controller then rotates a good Secret")
 	w := newWorld(t, stack.Options{})
 	const ns = "badnul"

@@ -448,6 +448,15 @@ func apiNeutral(t *testing.T) {
 	}
 }
 
+// needsFake skips, before any stack is started, a test that needs the fake API
+// server's fault switches.
+func needsFake(t *testing.T, why string) {
+	t.Helper()
+	if realKube() {
+		t.Skip("needs the fake API server: " + why)
+	}
+}
+
 // fakeOnly skips a test that needs the fake API server's fault switches.
 func (w *world) fakeOnly(why string) {
 	w.t.Helper()
