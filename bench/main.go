@@ -57,7 +57,7 @@ type Config struct {
 	CtrlEnv      []string `json:"controller_env,omitempty"`  // BENCH_CTRL_ENV: extra environment for the controller
 	Wrap         string   `json:"controller_wrap,omitempty"` // BENCH_WRAP: a profiler in front of the controller
 	Out          string   `json:"-"`                         // BENCH_OUT
-	Readme       string   `json:"-"`                         // BENCH_README: README to update with the table ("" = none)
+	Readme       string   `json:"-"`                         // BENCH_README: READMEs to update with the table (space-separated; "-" = none)
 }
 
 func envInt(k string, def int) int {
@@ -89,9 +89,11 @@ func loadConfig(root string) Config {
 		Repeat: envInt("BENCH_REPEAT", 3), Metrics: os.Getenv("BENCH_METRICS") != "0",
 		Flat: os.Getenv("BENCH_FLAT") != "0", Timeout: envFloat("BENCH_TIMEOUT_SCALE", 1),
 		Out:    envOr("BENCH_OUT", filepath.Join(root, "bench/results/latest.json")),
-		Readme: envOr("BENCH_README", filepath.Join(root, "bench/README.md"))}
+		Readme: envOr("BENCH_README", filepath.Join(root, "bench/README.md")+" "+filepath.Join(root, "README.md"))}
 	c.Phases = strings.FieldsFunc(os.Getenv("BENCH_PHASES"), func(r rune) bool { return r == ' ' || r == ',' })
-	c.CtrlEnv = strings.Fields(os.Getenv("BENCH_CTRL_ENV"))
+	// The image's environment first (what users run), then BENCH_CTRL_ENV, whose
+	// entries win.
+	c.CtrlEnv = append(imageEnv(filepath.Join(root, "Dockerfile")), strings.Fields(os.Getenv("BENCH_CTRL_ENV"))...)
 	c.Wrap = os.Getenv("BENCH_WRAP")
 	ns := envOr("BENCH_N", "100 1000 10000")
 	for _, f := range strings.FieldsFunc(ns, func(r rune) bool { return r == ' ' || r == ',' }) {
@@ -109,6 +111,35 @@ func loadConfig(root string) Config {
 		c.Readme = ""
 	}
 	return c
+}
+
+// imageEnv returns the KEY=VALUE pairs of the ENV instructions of the Dockerfile's
+// last stage (the runtime image), so that the controller runs here with the
+// environment it has in a pod. Only the ENV KEY=VALUE ... form, without quotes.
+func imageEnv(dockerfile string) []string {
+	data, err := os.ReadFile(dockerfile)
+	if err != nil {
+		fatalf("reading the image's environment: %v", err)
+	}
+	var env []string
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		switch strings.ToUpper(f[0]) {
+		case "FROM":
+			env = nil
+		case "ENV":
+			for _, kv := range f[1:] {
+				if !strings.Contains(kv, "=") || strings.ContainsAny(kv, "\"'\\$") {
+					fatalf("%s: %q: only ENV KEY=VALUE without quotes is understood", dockerfile, line)
+				}
+				env = append(env, kv)
+			}
+		}
+	}
+	return env
 }
 
 func envOr(k, def string) string {
@@ -1387,7 +1418,7 @@ func (b *bench) floor(n int, cold *Phase) (*Phase, error) {
 	for i := 0; i < b.cfg.SAIdentities; i++ {
 		sas = append(sas, floorSA{nsName(i), saName, saClient(i)})
 	}
-	cfg := floorCfg{KubeURL: b.s.KubeURL, PKI: b.s.PKI, Bearer: b.ctrlToken, Selector: selector, Page: 500,
+	cfg := floorCfg{KubeURL: b.s.KubeURL, PKI: b.s.PKI, Bearer: b.ctrlToken, Selector: selector, Page: 100,
 		Workers: b.cfg.Workers, TokenURL: strings.TrimRight(b.s.EntraURL, "/") + "/" + stack.TenantID + "/oauth2/v2.0/token",
 		FederatedTokenFile: b.s.FederatedTokenFile, ClientID: stack.ControllerApp,
 		Scope: "https://ossrdbms-aad.database.windows.net/.default", SAs: sas,

@@ -322,7 +322,7 @@ func report(path string) error {
 		b.cfg.Readme = ""
 	} else if b.cfg.Readme == "" {
 		if root, err := stackRoot(); err == nil {
-			b.cfg.Readme = filepath.Join(root, "bench/README.md")
+			b.cfg.Readme = filepath.Join(root, "bench/README.md") + " " + filepath.Join(root, "README.md")
 		}
 	}
 	b.evaluate()
@@ -349,22 +349,21 @@ func (b *bench) write(table string) error {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "results: %s\n", b.cfg.Out)
-	if b.cfg.Readme == "" {
-		return nil
+	for _, readme := range strings.Fields(b.cfg.Readme) {
+		rd, err := os.ReadFile(readme)
+		if err != nil {
+			continue // no README to update
+		}
+		s := string(rd)
+		i, j := strings.Index(s, readmeBegin), strings.Index(s, readmeEnd)
+		if i < 0 || j < i {
+			continue
+		}
+		s = s[:i+len(readmeBegin)] + "\n" + strings.TrimSpace(table) + "\n" + s[j:]
+		if err := os.WriteFile(readme, []byte(s), 0o644); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "updated %s\n", readme)
 	}
-	rd, err := os.ReadFile(b.cfg.Readme)
-	if err != nil {
-		return nil // no README to update
-	}
-	s := string(rd)
-	i, j := strings.Index(s, readmeBegin), strings.Index(s, readmeEnd)
-	if i < 0 || j < i {
-		return nil
-	}
-	s = s[:i+len(readmeBegin)] + "\n" + strings.TrimSpace(table) + "\n" + s[j:]
-	if err := os.WriteFile(b.cfg.Readme, []byte(s), 0o644); err != nil {
-		return err
-	}
-	fmt.Fprintf(os.Stderr, "updated %s\n", b.cfg.Readme)
 	return nil
 }

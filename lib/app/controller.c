@@ -426,6 +426,12 @@ int controller_run(struct controller *c, atomic_bool *stop)
      * mostly wait on the network). MALLOC_ARENA_MAX in the environment wins. */
     if (!getenv("MALLOC_ARENA_MAX"))
         mallopt(M_ARENA_MAX, 1);
+    /* Blocks of 128 KB and more (list pages, a scrape's sorted labels) always
+     * mmapped and unmapped when freed: with glibc's sliding threshold, the first
+     * one freed raises it and the later ones land in the heap, among the cached
+     * Secrets, whose holes then stay resident (0.4 MB at 10,000 Secrets). */
+    if (!getenv("MALLOC_MMAP_THRESHOLD_"))
+        mallopt(M_MMAP_THRESHOLD, 128 << 10);
     c->stop = stop;
     c->nwatchers = nw; /* before /readyz can be asked */
     if ((rc = httpd_start(&c->httpd, &ho)) < 0)

@@ -24,6 +24,8 @@
 
 #define HTTPD_ADDR_MAX 300
 #define HTTPD_CONN_MEMORY (32u << 10)
+/* The most MHD asks the metrics reader for at once. */
+#define HTTPD_METRICS_BLOCK (16u << 10)
 
 struct httpd {
     struct MHD_Daemon *d;
@@ -146,19 +148,14 @@ __attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char 
     log_warn("http_server_error", LOG_STR("detail", msg));
 }
 
-/* body is copied unless must_free (then it is taken and freed with free()). */
-static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const char *type,
-                             char *body, size_t len, bool must_free)
+/* Adds the common headers to r, queues it and drops our reference. */
+static enum MHD_Result send_response(struct MHD_Connection *conn, unsigned status, const char *type,
+                                     struct MHD_Response *r)
 {
-    struct MHD_Response *r = MHD_create_response_from_buffer(
-        len, body, must_free ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_MUST_COPY);
     enum MHD_Result ret;
 
-    if (!r) {
-        if (must_free)
-            free(body);
+    if (!r)
         return MHD_NO;
-    }
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
     MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
@@ -167,6 +164,14 @@ static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const
     ret = MHD_queue_response(conn, status, r);
     MHD_destroy_response(r);
     return ret;
+}
+
+/* body is copied. */
+static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const char *type,
+                             char *body, size_t len)
+{
+    return send_response(conn, status, type,
+                         MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_COPY));
 }
 
 static enum MHD_Result text(struct MHD_Connection *conn, unsigned status, const char *fmt, ...)
@@ -185,25 +190,45 @@ static enum MHD_Result text(struct MHD_Connection *conn, unsigned status, const 
         n = 0;
     if ((size_t)n >= sizeof(body))
         n = (int)sizeof(body) - 1;
-    return reply(conn, status, "text/plain; charset=utf-8", body, (size_t)n, false);
+    return reply(conn, status, "text/plain; charset=utf-8", body, (size_t)n);
+}
+
+/* MHD asks for the body piece by piece (at most its write buffer, a few KB):
+ * the exposition of 10,000 Secrets (2 MB) is never held whole. */
+static ssize_t metrics_read(void *cls, uint64_t pos, char *out, size_t max)
+{
+    long n = metrics_scrape_read(cls, out, max);
+
+    (void)pos;
+    if (n < 0) {
+        /* Too late for a 500: closing without the last chunk tells the
+         * client the body is incomplete. */
+        log_error("metrics_render_failed", LOG_ERR((int)n));
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+    return n ? (ssize_t)n : MHD_CONTENT_READER_END_OF_STREAM;
+}
+
+static void metrics_done(void *cls)
+{
+    metrics_scrape_free(cls);
 }
 
 static enum MHD_Result serve_metrics(struct httpd *h, struct MHD_Connection *conn)
 {
-    struct buf b = BUF_INIT(METRICS_RENDER_MAX);
-    size_t len;
-    char *body;
-    int rc;
+    struct metrics_scrape *s;
+    struct MHD_Response *r;
 
     if (!h->metrics)
         return text(conn, MHD_HTTP_NOT_FOUND, "no metrics\n");
-    if ((rc = metrics_render(&b, h->metrics)) < 0) {
-        log_error("metrics_render_failed", LOG_ERR(rc));
-        buf_release(&b);
-        return text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "metrics could not be rendered\n");
+    s = metrics_scrape_start(h->metrics);
+    r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, HTTPD_METRICS_BLOCK, metrics_read, s,
+                                          metrics_done);
+    if (!r) {
+        metrics_scrape_free(s);
+        return MHD_NO;
     }
-    body = buf_detach(&b, &len);
-    return reply(conn, MHD_HTTP_OK, METRICS_CONTENT_TYPE, body, len, true);
+    return send_response(conn, MHD_HTTP_OK, METRICS_CONTENT_TYPE, r);
 }
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,

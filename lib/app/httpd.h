@@ -1,8 +1,9 @@
 /* The operations listener: /metrics, /healthz and /readyz over plain HTTP,
  * served by libmicrohttpd on one internal thread.
  *
- *   GET /metrics  200, the registry in the Prometheus text format 0.0.4
- *                 (404 when no registry was given)
+ *   GET /metrics  200, the registry in the Prometheus text format 0.0.4,
+ *                 rendered a piece at a time as the client reads it (chunked,
+ *                 no Content-Length); 404 when no registry was given
  *   GET /healthz  200 "ok" while the controller's main loop turns: the last
  *                 httpd_heartbeat() is at most heartbeat_timeout_ms old
  *                 (the start counts as one); else 500 naming its age

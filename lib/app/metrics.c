@@ -1,5 +1,6 @@
 #include "app/metrics.h"
 
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -549,30 +550,39 @@ static int cmp_emitted(const void *a, const void *b)
     return 0;
 }
 
-/* The source's series, rendered after the kept ones (the caller holds scrape_mu,
- * so sort_ctx is ours). */
-static int render_source(struct buf *b, const struct metric *f)
+/* Collects and sorts f's source series into e (the caller holds scrape_mu and
+ * mu, so sort_ctx is ours). */
+static void collect_source(struct emitted *e, const struct metric *f)
+{
+    *e = (struct emitted){ f, BUF_INIT(METRICS_RENDER_MAX), NULL, 0, 0 };
+    f->source(f->source_ctx, emit_one, e);
+    sort_ctx = e;
+    if (e->n)
+        qsort(e->list, e->n, sizeof(*e->list), cmp_emitted);
+    sort_ctx = NULL;
+}
+
+static void emitted_release(struct emitted *e)
+{
+    free(e->list);
+    buf_release(&e->arena);
+    *e = (struct emitted){ 0 };
+}
+
+/* Renders e's series [*next, *next + count) and advances *next. */
+static int render_emitted(struct buf *b, const struct emitted *e, size_t *next, size_t count)
 {
     static char empty[] = "";
-    struct emitted e = { f, BUF_INIT(METRICS_RENDER_MAX), NULL, 0, 0 };
     char *vals[METRICS_MAX_LABELS + 1];
     int rc = 0;
 
     for (size_t i = 0; i <= METRICS_MAX_LABELS; i++)
         vals[i] = empty; /* emitted_values sets the first nlabels */
-
-    f->source(f->source_ctx, emit_one, &e);
-    sort_ctx = &e;
-    if (e.n)
-        qsort(e.list, e.n, sizeof(*e.list), cmp_emitted);
-    sort_ctx = NULL;
-    for (size_t i = 0; i < e.n && rc == 0; i++) {
-        struct series s = { vals, e.list[i].v, 0, 0, NULL };
-        emitted_values(vals, &e, e.list[i].off);
-        rc = add_sample(b, f, "", &s, NULL, NULL, s.value);
+    for (; *next < e->n && count && rc == 0; (*next)++, count--) {
+        struct series s = { vals, e->list[*next].v, 0, 0, NULL };
+        emitted_values(vals, e, e->list[*next].off);
+        rc = add_sample(b, e->f, "", &s, NULL, NULL, s.value);
     }
-    free(e.list);
-    buf_release(&e.arena);
     return rc;
 }
 
@@ -597,6 +607,7 @@ static const char *type_name(enum metric_type t)
     return "untyped";
 }
 
+/* f's HELP and TYPE lines and its kept series (not its source's). */
 static int render_family(struct buf *b, const struct metric *f)
 {
     struct series **all = NULL;
@@ -637,26 +648,128 @@ static int render_family(struct buf *b, const struct metric *f)
             rc = add_sample(b, f, "_count", s, NULL, NULL, (double)s->count);
     }
     free(all);
-    if (rc == 0 && f->source)
-        rc = render_source(b, f);
     return rc;
 }
 
-int metrics_render(struct buf *out, struct metrics *m)
-{
-    size_t saved_max = out->max;
-    int rc = 0;
+/* A scrape renders one unit at a time: a family's HELP, TYPE and kept series,
+ * or up to SCRAPE_BATCH of its source's series. Each unit is rendered under the
+ * locks, which are released between units, so a slow reader never holds up the
+ * workers that update the registry, and no more than one unit of text (and the
+ * sorted label values of one source) is held at once, whatever the number of
+ * series. Families are only ever appended, so the cursor stays valid. */
+#define SCRAPE_BATCH 128
 
-    if (!out->max || out->max > METRICS_RENDER_MAX)
-        out->max = METRICS_RENDER_MAX;
+struct metrics_scrape {
+    struct metrics *m;
+    struct metric *f;      /* the family being rendered; NULL: done */
+    bool in_source;        /* f's kept series are done; src holds its source's */
+    struct emitted src;
+    size_t src_next;
+    struct buf chunk;      /* rendered, not yet read (metrics_scrape_read) */
+    size_t chunk_off;
+    size_t total;          /* bytes rendered so far */
+    int rc;                /* the first error; sticky */
+};
+
+struct metrics_scrape *metrics_scrape_start(struct metrics *m)
+{
+    struct metrics_scrape *s = xcalloc(1, sizeof(*s));
+
+    s->m = m;
+    buf_init(&s->chunk, METRICS_RENDER_MAX);
     pthread_mutex_lock(&m->scrape_mu);
     for (size_t i = 0; i < m->ncollectors; i++)
         m->collectors[i].fn(m, m->collectors[i].ctx);
     pthread_mutex_lock(&m->mu);
-    for (struct metric *f = m->first; f && rc == 0; f = f->next)
-        rc = render_family(out, f);
+    s->f = m->first;
     pthread_mutex_unlock(&m->mu);
     pthread_mutex_unlock(&m->scrape_mu);
+    return s;
+}
+
+void metrics_scrape_free(struct metrics_scrape *s)
+{
+    if (!s)
+        return;
+    emitted_release(&s->src);
+    buf_release(&s->chunk);
+    free(s);
+}
+
+/* Appends the next unit to b. 1: something was rendered (maybe nothing for a
+ * source with no series); 0: the scrape is over; ERR_TOOBIG. */
+static int scrape_step(struct metrics_scrape *s, struct buf *b)
+{
+    struct metrics *m = s->m;
+    size_t before = b->len;
+    int rc = 0;
+
+    if (s->rc < 0)
+        return s->rc;
+    if (!s->f)
+        return 0;
+    pthread_mutex_lock(&m->scrape_mu);
+    pthread_mutex_lock(&m->mu);
+    if (!s->in_source) {
+        rc = render_family(b, s->f);
+        if (rc == 0 && s->f->source) {
+            collect_source(&s->src, s->f);
+            s->src_next = 0;
+            s->in_source = true;
+        }
+    } else {
+        rc = render_emitted(b, &s->src, &s->src_next, SCRAPE_BATCH);
+    }
+    if (rc == 0 && (!s->in_source || s->src_next == s->src.n)) {
+        emitted_release(&s->src);
+        s->in_source = false;
+        s->f = s->f->next;
+    }
+    pthread_mutex_unlock(&m->mu);
+    pthread_mutex_unlock(&m->scrape_mu);
+    if (rc == 0 && b->len - before > METRICS_RENDER_MAX - s->total)
+        rc = ERR_TOOBIG;
+    if (rc) {
+        s->rc = err_set(ERR_TOOBIG, "metrics exposition over %u bytes", METRICS_RENDER_MAX);
+        return s->rc;
+    }
+    s->total += b->len - before;
+    return 1;
+}
+
+long metrics_scrape_read(struct metrics_scrape *s, char *out, size_t max)
+{
+    size_t n;
+    int rc;
+
+    while (s->chunk_off == s->chunk.len) {
+        buf_reset(&s->chunk);
+        s->chunk_off = 0;
+        if ((rc = scrape_step(s, &s->chunk)) <= 0)
+            return rc;
+    }
+    n = s->chunk.len - s->chunk_off;
+    if (n > max)
+        n = max;
+    if (n > (size_t)LONG_MAX)
+        n = (size_t)LONG_MAX;
+    memcpy(out, s->chunk.ptr + s->chunk_off, n);
+    s->chunk_off += n;
+    return (long)n;
+}
+
+int metrics_render(struct buf *out, struct metrics *m)
+{
+    struct metrics_scrape *s;
+    size_t saved_max = out->max;
+    int rc;
+
+    if (!out->max || out->max > METRICS_RENDER_MAX)
+        out->max = METRICS_RENDER_MAX;
+    s = metrics_scrape_start(m);
+    while ((rc = scrape_step(s, out)) > 0)
+        ;
+    metrics_scrape_free(s);
     out->max = saved_max;
     if (rc)
         return err_set(ERR_TOOBIG, "metrics exposition over %u bytes", METRICS_RENDER_MAX);

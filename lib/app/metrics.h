@@ -125,6 +125,21 @@ int metrics_collector(struct metrics *m, metrics_collect_fn fn, void *ctx);
  * would be passed (out then holds a partial text that must not be served). */
 int metrics_render(struct buf *out, struct metrics *m);
 
+/* The same text a piece at a time, for serving it without holding all of it:
+ * metrics_scrape_start runs the collectors (never NULL; free with
+ * metrics_scrape_free, NULL is fine); each metrics_scrape_read copies the next
+ * bytes of the exposition to out (at most max, at least 1 while any remain)
+ * and returns how many, 0 at the end, or ERR_TOOBIG when the text would pass
+ * METRICS_RENDER_MAX (what was read must then not be served as complete).
+ * The registry is locked only while each piece (one family's kept series, or a
+ * batch of its source's series) is rendered, so a scrape read slowly never
+ * delays updates; a series updated during a scrape shows its old or new value.
+ * m must outlive the scrape. */
+struct metrics_scrape;
+struct metrics_scrape *metrics_scrape_start(struct metrics *m);
+long metrics_scrape_read(struct metrics_scrape *s, char *out, size_t max);
+void metrics_scrape_free(struct metrics_scrape *s);
+
 /* ---- The controller's metrics (pgtoken_rotator_*) ------------------------ */
 
 struct rot_stats;

@@ -14,31 +14,108 @@
 #include "base/json.h"
 #include "base/log.h"
 #include "base/mem.h"
-#include "base/strmap.h"
 #include "base/banned.h"
 
 #define EVENT_MESSAGE_MAX 1024
 
 /* One per Secret with an Event, so kept small: a hash of what the last Event
- * said instead of its text, and the Event's name in the same allocation. */
+ * said instead of its text, the random part of the Event's name (the rest is
+ * the Secret's name), and the Secret's "namespace/name" in the same allocation,
+ * which is also the table's key (no map entry or key copy of its own). */
+#define EVENT_NAME_RND 16 /* hex characters after "<secret>." */
+#define EVENT_NAME_MAX (200 + 1 + EVENT_NAME_RND + 1)
+
 struct last_event {
     uint64_t what;     /* what_hash(reason, message) */
     int64_t first_s;
     int64_t last_s;
-    int count;
-    char name[];       /* the Event object's name */
+    int32_t count;
+    char rnd[EVENT_NAME_RND]; /* not terminated */
+    char key[];        /* "namespace/name" */
 };
 
+/* An open-addressing table (linear probing, backward-shift deletion) of
+ * struct last_event, keyed by their key. */
 struct event_recorder {
     char *component;
     char *instance;
     pthread_mutex_t mu;
-    struct strmap last; /* "ns/secret" -> struct last_event */
+    struct last_event **slots;
+    size_t cap; /* a power of two, or 0 */
+    size_t len;
 };
 
-static void last_free(void *p)
+static uint64_t key_hash(const char *key)
 {
-    free(p);
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+
+    for (; *key; key++)
+        h = (h ^ (unsigned char)*key) * 1099511628211ull;
+    return h ^ (h >> 29);
+}
+
+/* The slot holding key, or the empty slot where it would go (cap > 0). */
+static size_t find(const struct event_recorder *r, const char *key)
+{
+    size_t mask = r->cap - 1, i = (size_t)key_hash(key) & mask;
+
+    while (r->slots[i] && strcmp(r->slots[i]->key, key))
+        i = (i + 1) & mask;
+    return i;
+}
+
+static struct last_event *last_get(const struct event_recorder *r, const char *key)
+{
+    return r->cap ? r->slots[find(r, key)] : NULL;
+}
+
+static void grow(struct event_recorder *r)
+{
+    size_t ncap = r->cap ? r->cap * 2 : 64, ocap = r->cap;
+    struct last_event **old = r->slots;
+
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): the table holds pointers */
+    r->slots = xcalloc(ncap, sizeof(*r->slots));
+    r->cap = ncap;
+    for (size_t i = 0; i < ocap; i++)
+        if (old[i])
+            r->slots[find(r, old[i]->key)] = old[i];
+    free(old);
+}
+
+/* Puts l in the table (its key must not be there yet). */
+static void last_put(struct event_recorder *r, struct last_event *l)
+{
+    if ((r->len + 1) * 4 > r->cap * 3)
+        grow(r);
+    r->slots[find(r, l->key)] = l;
+    r->len++;
+}
+
+/* Takes key's entry out of the table and returns it (NULL: none). */
+static struct last_event *last_del(struct event_recorder *r, const char *key)
+{
+    struct last_event *gone;
+    size_t mask, i, j;
+
+    if (!r->cap || !(gone = r->slots[i = find(r, key)]))
+        return NULL;
+    mask = r->cap - 1;
+    r->slots[i] = NULL;
+    for (j = i;;) {
+        j = (j + 1) & mask;
+        if (!r->slots[j])
+            break;
+        size_t home = (size_t)key_hash(r->slots[j]->key) & mask;
+        /* Move j back to i unless its home lies cyclically in (i, j]. */
+        if ((j > i && (home <= i || home > j)) || (j < i && home <= i && home > j)) {
+            r->slots[i] = r->slots[j];
+            r->slots[j] = NULL;
+            i = j;
+        }
+    }
+    r->len--;
+    return gone;
 }
 
 /* FNV-1a over reason, a NUL and message: equal texts, equal hashes; a collision
@@ -71,7 +148,9 @@ void event_recorder_free(struct event_recorder *r)
 {
     if (!r)
         return;
-    strmap_clear(&r->last, last_free);
+    for (size_t i = 0; i < r->cap; i++)
+        free(r->slots[i]);
+    free(r->slots);
     pthread_mutex_destroy(&r->mu);
     free(r->component);
     free(r->instance);
@@ -84,32 +163,35 @@ void event_forget(struct event_recorder *r, const char *ns, const char *name)
 
     buf_addf(&key, "%s/%s", ns, name);
     pthread_mutex_lock(&r->mu);
-    struct last_event *l = strmap_del(&r->last, buf_str(&key));
+    struct last_event *l = last_del(r, buf_str(&key));
     pthread_mutex_unlock(&r->mu);
-    if (l)
-        last_free(l);
+    free(l);
     buf_release(&key);
 }
 
-/* A new struct last_event named "<secret>.<16 random hex>", as client-go names Events. */
-static struct last_event *last_new(const char *secret)
+/* A new struct last_event for key, whose Event will be named "<secret>.<16 random
+ * hex>", as client-go names Events. */
+static struct last_event *last_new(const char *key)
 {
-    unsigned char rnd[8];
-    struct buf b = BUF_INIT(512);
+    unsigned char rnd[EVENT_NAME_RND / 2];
     static const char hex[] = "0123456789abcdef";
-    struct last_event *l;
+    size_t len = strlen(key);
+    struct last_event *l = xcalloc(1, sizeof(*l) + len + 1);
 
     if (RAND_bytes(rnd, sizeof(rnd)) != 1)
         memset(rnd, 0, sizeof(rnd));
-    buf_addf(&b, "%.200s.", secret);
     for (size_t i = 0; i < sizeof(rnd); i++) {
-        buf_addch(&b, hex[rnd[i] >> 4]);
-        buf_addch(&b, hex[rnd[i] & 15]);
+        l->rnd[2 * i] = hex[rnd[i] >> 4];
+        l->rnd[2 * i + 1] = hex[rnd[i] & 15];
     }
-    l = xcalloc(1, sizeof(*l) + b.len + 1);
-    memcpy(l->name, b.ptr, b.len + 1);
-    buf_release(&b);
+    memcpy(l->key, key, len + 1);
     return l;
+}
+
+/* The Event's name: the Secret's name (at most 200 bytes), a dot, the random part. */
+static void event_name(char out[EVENT_NAME_MAX], const struct last_event *l, const char *secret)
+{
+    snprintf(out, EVENT_NAME_MAX, "%.200s.%.*s", secret, EVENT_NAME_RND, l->rnd);
 }
 
 static cJSON *event_object(const struct event_recorder *r, const struct kube_secret *s,
@@ -117,14 +199,15 @@ static cJSON *event_object(const struct event_recorder *r, const struct kube_sec
                            const char *message)
 {
     cJSON *ev = cJSON_CreateObject(), *meta, *inv, *src;
-    char first[32], last[32];
+    char first[32], last[32], name[EVENT_NAME_MAX];
 
+    event_name(name, l, s->name);
     clock_rfc3339(first, l->first_s);
     clock_rfc3339(last, l->last_s);
     cJSON_AddStringToObject(ev, "apiVersion", "v1");
     cJSON_AddStringToObject(ev, "kind", "Event");
     meta = cJSON_AddObjectToObject(ev, "metadata");
-    cJSON_AddStringToObject(meta, "name", l->name);
+    cJSON_AddStringToObject(meta, "name", name);
     cJSON_AddStringToObject(meta, "namespace", s->ns);
     inv = cJSON_AddObjectToObject(ev, "involvedObject");
     cJSON_AddStringToObject(inv, "apiVersion", "v1");
@@ -184,7 +267,7 @@ void event_record(struct event_recorder *r, struct kube_conn *k, const struct ku
     what = what_hash(reason, msg);
     buf_addf(&key, "%s/%s", s->ns, s->name);
     pthread_mutex_lock(&r->mu);
-    l = strmap_get(&r->last, key.ptr);
+    l = last_get(r, key.ptr);
     /* No time limit, as client-go's event logger: a repeat bumps the Event while it
      * exists; once the API server's event TTL (1 h by default) removed it, the PATCH
      * gets 404 and a new one is created below. Rotations every half hour aggregate. */
@@ -194,12 +277,12 @@ void event_record(struct event_recorder *r, struct kube_conn *k, const struct ku
         l->last_s = now;
     } else {
         if (l)
-            last_free(strmap_del(&r->last, key.ptr));
-        l = last_new(s->name);
+            free(last_del(r, key.ptr));
+        l = last_new(key.ptr);
         l->what = what;
         l->first_s = l->last_s = now;
         l->count = 1;
-        strmap_put(&r->last, key.ptr, l);
+        last_put(r, l);
     }
     ev = event_object(r, s, l, type, reason, msg); /* under the lock: l may be replaced */
     pthread_mutex_unlock(&r->mu);

@@ -24,9 +24,14 @@ struct queue {
     struct strmap queued;   /* keys in ready */
     struct strmap active;   /* keys being worked on */
     struct strmap dirty;    /* active keys added again */
-    struct timer *heap;     /* min-heap by due_ms */
+    struct timer *heap;     /* min-heap by due_ms: the waiting keys, each once */
     size_t nheap, capheap;
-    struct strmap waiting;  /* key -> earliest due, in the pointer itself (see due_of) */
+    /* Where each waiting key is in the heap: an open-addressing table (linear
+     * probing, backward-shift deletion) of heap positions + 1 (0: empty slot),
+     * read through the heap's own copy of the key, so a waiting Secret costs one
+     * key, one timer and a few bytes of table. */
+    uint32_t *pos;
+    size_t pos_cap; /* a power of two, or 0 */
     bool shutdown;
 };
 
@@ -53,10 +58,10 @@ void queue_free(struct queue *q)
     for (size_t i = 0; i < q->nheap; i++)
         free(q->heap[i].key);
     free(q->heap);
+    free(q->pos);
     strmap_clear(&q->queued, NULL);
     strmap_clear(&q->active, NULL);
     strmap_clear(&q->dirty, NULL);
-    strmap_clear(&q->waiting, NULL);
     pthread_cond_destroy(&q->cond);
     pthread_mutex_destroy(&q->mu);
     free(q);
@@ -94,15 +99,94 @@ void queue_add(struct queue *q, const char *key)
     pthread_mutex_unlock(&q->mu);
 }
 
+static uint64_t key_hash(const char *key)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+
+    for (; *key; key++)
+        h = (h ^ (unsigned char)*key) * 1099511628211ull;
+    return h ^ (h >> 29);
+}
+
+/* The slot of q->pos holding key, or the empty slot where it would go (pos_cap > 0). */
+static size_t pos_find(const struct queue *q, const char *key)
+{
+    size_t mask = q->pos_cap - 1, i = (size_t)key_hash(key) & mask;
+
+    while (q->pos[i] && strcmp(q->heap[q->pos[i] - 1].key, key))
+        i = (i + 1) & mask;
+    return i;
+}
+
+/* key's position in the heap, or -1 when it is not waiting. */
+static long pos_of(const struct queue *q, const char *key)
+{
+    uint32_t p = q->pos_cap ? q->pos[pos_find(q, key)] : 0;
+
+    return p ? (long)p - 1 : -1;
+}
+
+/* Records that heap[i] (whose key is in the table, or about to be) is at i. */
+static void pos_set(struct queue *q, size_t i)
+{
+    q->pos[pos_find(q, q->heap[i].key)] = (uint32_t)(i + 1);
+}
+
+/* Makes room in the table for one more key. */
+static void pos_reserve(struct queue *q)
+{
+    size_t ocap = q->pos_cap;
+    uint32_t *old = q->pos;
+
+    if ((q->nheap + 1) * 4 <= q->pos_cap * 3)
+        return;
+    q->pos_cap = ocap ? ocap * 2 : 64;
+    q->pos = xcalloc(q->pos_cap, sizeof(*q->pos));
+    for (size_t i = 0; i < ocap; i++)
+        if (old[i])
+            q->pos[pos_find(q, q->heap[old[i] - 1].key)] = old[i];
+    free(old);
+}
+
+/* Drops heap[i]'s key from the table (heap[i] itself is unchanged). */
+static void pos_del(struct queue *q, size_t i)
+{
+    size_t mask = q->pos_cap - 1, s = pos_find(q, q->heap[i].key), j = s;
+
+    q->pos[s] = 0;
+    for (;;) {
+        j = (j + 1) & mask;
+        if (!q->pos[j])
+            break;
+        size_t home = (size_t)key_hash(q->heap[q->pos[j] - 1].key) & mask;
+        /* Move j back to s unless its home lies cyclically in (s, j]. */
+        if ((j > s && (home <= s || home > j)) || (j < s && home <= s && home > j)) {
+            q->pos[s] = q->pos[j];
+            q->pos[j] = 0;
+            s = j;
+        }
+    }
+}
+
+static void heap_swap(struct queue *q, size_t i, size_t j)
+{
+    /* The table finds keys through the heap: look both up before moving them. */
+    size_t si = pos_find(q, q->heap[i].key), sj = pos_find(q, q->heap[j].key);
+    struct timer t = q->heap[i];
+
+    q->heap[i] = q->heap[j];
+    q->heap[j] = t;
+    q->pos[si] = (uint32_t)(j + 1);
+    q->pos[sj] = (uint32_t)(i + 1);
+}
+
 static void heap_up(struct queue *q, size_t i)
 {
     while (i > 0) {
         size_t p = (i - 1) / 2;
         if (q->heap[p].due_ms <= q->heap[i].due_ms)
             break;
-        struct timer t = q->heap[p];
-        q->heap[p] = q->heap[i];
-        q->heap[i] = t;
+        heap_swap(q, p, i);
         i = p;
     }
 }
@@ -117,33 +201,34 @@ static void heap_down(struct queue *q, size_t i)
             m = r;
         if (m == i)
             return;
-        struct timer t = q->heap[m];
-        q->heap[m] = q->heap[i];
-        q->heap[i] = t;
+        heap_swap(q, m, i);
         i = m;
     }
 }
 
-/* A due time kept in the map's value pointer, not in an allocation of its own
- * (one per waiting Secret); a monotonic time in ms fits any 64-bit pointer. */
-static void *as_value(int64_t due)
+/* Takes heap[i] out of the heap and the table; returns its key (the caller's). */
+static char *heap_remove(struct queue *q, size_t i)
 {
-    /* NOLINTNEXTLINE(performance-no-int-to-ptr): never dereferenced, only read back */
-    return (void *)(uintptr_t)due;
-}
+    char *key = q->heap[i].key;
+    size_t last = q->nheap - 1;
 
-/* true and *due when key is waiting. */
-static bool due_of(const struct queue *q, const char *key, int64_t *due)
-{
-    if (!strmap_has(&q->waiting, key))
-        return false;
-    *due = (int64_t)(uintptr_t)strmap_get(&q->waiting, key);
-    return true;
+    pos_del(q, i);
+    if (i != last) {
+        q->heap[i] = q->heap[last];
+        pos_set(q, i);
+    }
+    q->nheap--;
+    if (i != last) {
+        heap_down(q, i);
+        heap_up(q, i);
+    }
+    return key;
 }
 
 void queue_add_after(struct queue *q, const char *key, int64_t delay_ms)
 {
-    int64_t due = clock_mono_ms() + (delay_ms > 0 ? delay_ms : 0), cur;
+    int64_t due = clock_mono_ms() + (delay_ms > 0 ? delay_ms : 0);
+    long at;
 
     if (delay_ms <= 0) {
         queue_add(q, key);
@@ -152,42 +237,41 @@ void queue_add_after(struct queue *q, const char *key, int64_t delay_ms)
     pthread_mutex_lock(&q->mu);
     if (q->shutdown)
         goto out;
-    if (due_of(q, key, &cur) && cur <= due)
-        goto out; /* an earlier wake-up is already set */
-    strmap_put(&q->waiting, key, as_value(due));
-    if (q->nheap == q->capheap)
+    if ((at = pos_of(q, key)) >= 0) {
+        if (q->heap[at].due_ms <= due)
+            goto out; /* an earlier wake-up is already set */
+        q->heap[at].due_ms = due;
+        heap_up(q, (size_t)at);
+    } else {
+        pos_reserve(q);
         XGROW(q->heap, q->capheap, q->nheap + 1);
-    q->heap[q->nheap].due_ms = due;
-    q->heap[q->nheap].key = xstrdup(key);
-    heap_up(q, q->nheap++);
+        q->heap[q->nheap].due_ms = due;
+        q->heap[q->nheap].key = xstrdup(key);
+        pos_set(q, q->nheap);
+        heap_up(q, q->nheap++);
+    }
     pthread_cond_broadcast(&q->cond); /* the earliest timer may have changed */
 out:
     pthread_mutex_unlock(&q->mu);
 }
 
-/* Moves due timers to ready. Stale heap entries (a key re-timed earlier or
- * forgotten) are recognised by their due time not matching "waiting". */
+/* Moves due timers to ready. */
 static void fire_timers(struct queue *q, int64_t now)
 {
     while (q->nheap && q->heap[0].due_ms <= now) {
-        struct timer t = q->heap[0];
-        int64_t cur;
-        /* NOLINTNEXTLINE(clang-analyzer-unix.Malloc): t.key is live; only popped keys are freed */
-        bool waiting = due_of(q, t.key, &cur);
-        q->heap[0] = q->heap[--q->nheap];
-        heap_down(q, 0);
-        if (waiting && cur == t.due_ms) {
-            strmap_del(&q->waiting, t.key);
-            push_ready(q, t.key);
-        }
-        free(t.key);
+        char *key = heap_remove(q, 0);
+        push_ready(q, key);
+        free(key);
     }
 }
 
 void queue_forget(struct queue *q, const char *key)
 {
+    long at;
+
     pthread_mutex_lock(&q->mu);
-    strmap_del(&q->waiting, key);
+    if ((at = pos_of(q, key)) >= 0)
+        free(heap_remove(q, (size_t)at));
     strmap_del(&q->dirty, key);
     strmap_del(&q->queued, key);
     for (size_t i = 0; i < q->count; i++) {
@@ -266,7 +350,7 @@ size_t queue_delayed(struct queue *q)
     size_t n;
 
     pthread_mutex_lock(&q->mu);
-    n = q->waiting.len;
+    n = q->nheap;
     pthread_mutex_unlock(&q->mu);
     return n;
 }

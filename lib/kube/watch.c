@@ -181,9 +181,9 @@ static int list_page(const cJSON *list, const cJSON **items, const char **cont, 
     if (!json_str(meta, "resourceVersion"))
         return err_set(ERR_PARSE, "list reply has no resourceVersion");
     c = cJSON_GetObjectItemCaseSensitive(meta, "continue");
-    *cont = cJSON_IsString(c) ? c->valuestring : NULL;
     if (c && !cJSON_IsString(c) && !cJSON_IsNull(c))
         return err_set(ERR_PARSE, "list reply's continue is not a string");
+    *cont = c && cJSON_IsString(c) ? c->valuestring : NULL;
     if (*cont && strlen(*cont) >= cont_max)
         return err_set(ERR_PARSE, "list reply's continue token is over %zu bytes", cont_max - 1);
     return 0;

@@ -716,8 +716,8 @@ struct flight {
 struct pg_check_cache {
     pthread_mutex_t mu;
     pthread_cond_t cond;
-    struct entry *entries;
-    size_t n, max;
+    struct entry *entries; /* grown as needed, up to max */
+    size_t n, cap, max;
     uint64_t seq;
     struct flight *flights;
     struct pg_check_cache_hooks hooks;
@@ -792,7 +792,6 @@ struct pg_check_cache *pg_check_cache_new(size_t max_entries,
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cond, NULL);
     c->max = max_entries ? max_entries : PG_CHECK_CACHE_DEFAULT_ENTRIES;
-    c->entries = xcalloc(c->max, sizeof(*c->entries));
     if (hooks)
         c->hooks = *hooks;
     if (!c->hooks.check)
@@ -856,6 +855,9 @@ static void insert_ok(struct pg_check_cache *c, const struct key *k, int64_t exp
         drop_entry(c, oldest);
         c->stats.evicted++;
     }
+    /* A few distinct (user, token) pairs in practice: no room for max up front. */
+    if (c->n == c->cap)
+        XGROW(c->entries, c->cap, c->n + 1);
     en = &c->entries[c->n++];
     key_dup(&en->key, k);
     en->expires_at = expires_at;

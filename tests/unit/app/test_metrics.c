@@ -1071,6 +1071,22 @@ static void test_app_secret_gauges_from_store(void)
     T_CHECK(G("secret_token_expiry_timestamp_seconds", "namespace=team-a,secret=db") == -12345);
     T_EQ_INT(expo_count(&x, "pgtoken_rotator_secret_token_expiry_timestamp_seconds"), 301);
 #undef G
+    /* read a piece at a time (the listener's way): the same bytes, over several
+     * batches of source series */
+    {
+        struct metrics_scrape *sc = metrics_scrape_start(m);
+        struct buf pieces = BUF_INIT(METRICS_RENDER_MAX);
+        char piece[7];
+        long n;
+        while ((n = metrics_scrape_read(sc, piece, sizeof(piece))) > 0)
+            T_RC(buf_add(&pieces, piece, (size_t)n), 0);
+        T_EQ_INT(n, 0);
+        T_EQ_INT(metrics_scrape_read(sc, piece, sizeof(piece)), 0); /* and stays over */
+        metrics_scrape_free(sc);
+        T_EQ_INT(pieces.len, text.len);
+        T_CHECK(pieces.len == text.len && !memcmp(pieces.ptr, text.ptr, text.len));
+        buf_release(&pieces);
+    }
 out:
     expo_free(&x);
     buf_release(&text);

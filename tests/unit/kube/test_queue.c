@@ -1,6 +1,7 @@
 #include "t.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -98,11 +99,53 @@ static void test_shutdown_wakes(void)
     queue_free(q);
 }
 
+/* Many waiting keys, re-timed earlier, re-timed later, forgotten: each comes
+ * out once, in due order, and the forgotten never. */
+static void test_many_timers(void)
+{
+    struct queue *q = queue_new();
+    enum { N = 3000 };
+    char key[32], *k;
+    int seen[N] = { 0 }, got = 0, last_due = -1;
+    bool ok = true;
+
+    for (int i = 0; i < N; i++) {
+        snprintf(key, sizeof(key), "m/%d", i);
+        queue_add_after(q, key, 100000 + (i * 7919) % N);
+    }
+    T_EQ_INT(queue_delayed(q), N);
+    for (int i = 0; i < N; i += 3) { /* every third: earlier, in reverse order of i */
+        snprintf(key, sizeof(key), "m/%d", i);
+        queue_add_after(q, key, 20 + 20 * ((N - i) / 300)); /* 10 steps, 20 ms apart */
+        queue_add_after(q, key, 90000); /* later: ignored */
+    }
+    for (int i = 1; i < N; i += 3) { /* and the next ones forgotten */
+        snprintf(key, sizeof(key), "m/%d", i);
+        queue_forget(q, key);
+    }
+    T_EQ_INT(queue_delayed(q), N - (N + 1) / 3);
+    while (got < N / 3 && queue_get(q, &k)) {
+        int i = atoi(k + 2), due = 20 + 20 * ((N - i) / 300);
+        ok = ok && i % 3 == 0 && !seen[i] && due >= last_due;
+        seen[i] = 1;
+        last_due = due;
+        got++;
+        queue_done(q, k);
+        free(k);
+    }
+    T_CHECK(ok);
+    T_EQ_INT(got, N / 3);
+    T_EQ_INT(queue_delayed(q), N / 3); /* the i % 3 == 2 ones, still far off */
+    T_EQ_INT(queue_len(q), 0);
+    queue_free(q);
+}
+
 int main(void)
 {
     T_RUN(test_dedup_and_order);
     T_RUN(test_delay_earliest_wins);
     T_RUN(test_forget);
     T_RUN(test_shutdown_wakes);
+    T_RUN(test_many_timers);
     return t_done();
 }
