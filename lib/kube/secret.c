@@ -41,6 +41,37 @@ static char *put(char **p, const char *s)
     return at;
 }
 
+/* A DNS-1123 label: [a-z0-9]([-a-z0-9]*[a-z0-9])?, when dots is false; with dots, a
+ * DNS-1123 subdomain: such labels joined by '.'. */
+static bool dns1123(const char *s, size_t max, bool dots)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > max)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+        bool edge = i == 0 || i == n - 1 || (dots && (s[i - 1] == '.' || s[i + 1] == '.'));
+        if (alnum)
+            continue;
+        if (edge || !(c == '-' || (dots && c == '.')))
+            return false;
+    }
+    return true;
+}
+
+int kube_secret_check_ref(const char *ns, const char *name)
+{
+    if (!dns1123(ns, KUBE_SECRET_NAMESPACE_MAX, false))
+        return err_set(ERR_PARSE, "metadata.namespace is not a DNS-1123 label of at most %d "
+                       "bytes", KUBE_SECRET_NAMESPACE_MAX);
+    if (!dns1123(name, KUBE_SECRET_NAME_MAX, true))
+        return err_set(ERR_PARSE, "metadata.name is not a DNS-1123 subdomain of at most %d "
+                       "bytes", KUBE_SECRET_NAME_MAX);
+    return 0;
+}
+
 int kube_secret_from_json_keep(struct kube_secret **out, const cJSON *obj,
                                const struct kube_secret_keep *keep)
 {
@@ -55,13 +86,8 @@ int kube_secret_from_json_keep(struct kube_secret **out, const cJSON *obj,
     if (!meta || !ns || !name || !rv)
         return err_set(ERR_PARSE, "Secret object lacks metadata.%s",
                        !meta ? "" : !ns ? "namespace" : !name ? "name" : "resourceVersion");
-    /* What the API server allows; kube_secret_key's capped buffer relies on it. */
-    if (strlen(ns) > KUBE_SECRET_NAMESPACE_MAX)
-        return err_set(ERR_PARSE, "Secret object's metadata.namespace is over %d bytes",
-                       KUBE_SECRET_NAMESPACE_MAX);
-    if (strlen(name) > KUBE_SECRET_NAME_MAX)
-        return err_set(ERR_PARSE, "Secret object's metadata.name is over %d bytes",
-                       KUBE_SECRET_NAME_MAX);
+    if (kube_secret_check_ref(ns, name) < 0)
+        return ERR_PARSE;
     if (!uid)
         uid = "";
     size = strlen(ns) + strlen(name) + strlen(uid) + strlen(rv) + 4;

@@ -47,9 +47,16 @@ struct kube_secret {
     char blob[];
 };
 
+/* 0 when ns is a DNS-1123 label and name a DNS-1123 subdomain, as the API server
+ * requires of every Secret; else ERR_PARSE naming the field (not its value). The
+ * "namespace/name" keys of the store and the work queue rely on it: neither part is
+ * empty or holds a '/', so a key names one Secret and splits back into it. */
+int kube_secret_check_ref(const char *ns, const char *name);
+
 /* Reads a Secret object (as the API returns it), keeping every annotation.
- * 0, or ERR_PARSE naming the missing field (or a namespace or name longer than
- * the API server allows). Decoded values are fingerprinted and wiped. */
+ * 0, or ERR_PARSE naming the missing field (or a namespace or name the API
+ * server would not allow: kube_secret_check_ref). Decoded values are
+ * fingerprinted and wiped. */
 int kube_secret_from_json(struct kube_secret **out, const cJSON *obj);
 /* The same, keeping only the annotations keep selects (NULL: all); ERR_PARSE
  * also when a kept annotation's value is not a string (the API server sends

@@ -268,8 +268,9 @@ static int on_event(void *ctx, const char *line, size_t len)
     } else if (!strcmp(type, "DELETED")) {
         const cJSON *meta = json_obj(obj, "metadata");
         const char *ns = json_str(meta, "namespace"), *name = json_str(meta, "name");
-        if (ns && name && strlen(ns) <= KUBE_SECRET_NAMESPACE_MAX &&
-            strlen(name) <= KUBE_SECRET_NAME_MAX && json_str(meta, "resourceVersion")) {
+        /* The same checks as an upsert's: a key names one Secret or none. */
+        if (ns && name && kube_secret_check_ref(ns, name) == 0 &&
+            json_str(meta, "resourceVersion")) {
             char key[KUBE_SECRET_NAMESPACE_MAX + 1 + KUBE_SECRET_NAME_MAX + 1];
             snprintf(key, sizeof(key), "%s/%s", ns, name);
             if (store_delete(w->st, key))

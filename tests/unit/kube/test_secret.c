@@ -195,11 +195,48 @@ static void test_errors(void)
     }
 }
 
+/* Namespaces and names as the API server allows them, and nothing else: the store's
+ * "namespace/name" key must split back into the Secret it names (a namespace "a/" made
+ * the key "a//app-db", which the store then looked up as namespace "a", name "/app-db"). */
+static void test_refs(void)
+{
+    static const char *const good[][2] = {
+        { "a", "b" }, { "prod-9", "s9999" }, { "team-a", "app.db-1" }, { "0", "9.a-b.c" },
+    };
+    static const char *const bad[][2] = {
+        { "a/", "app-db" }, { "a", "/app-db" }, { "a", "x/y" }, { "", "b" }, { "a", "" },
+        { "A", "b" }, { "a", "B" }, { "-a", "b" }, { "a-", "b" }, { "a", "-b" }, { "a", "b-" },
+        { "a.b", "c" }, { "a", ".b" }, { "a", "b." }, { "a", "b..c" }, { "a", "b-.c" },
+        { "a", "b.-c" }, { "a_b", "c" }, { "a", "b c" }, { "a", "b\x01" },
+    };
+    char ns64[65], name254[255];
+    int rc;
+
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        T_RC(kube_secret_check_ref(good[i][0], good[i][1]), 0);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (kube_secret_check_ref(bad[i][0], bad[i][1]) != ERR_PARSE)
+            t_fail(__FILE__, __LINE__, "\"%s\"/\"%s\" was accepted", bad[i][0], bad[i][1]);
+    memset(ns64, 'a', 64);
+    ns64[64] = '\0';
+    memset(name254, 'b', 254);
+    name254[254] = '\0';
+    T_RC(kube_secret_check_ref(ns64, "b"), ERR_PARSE);
+    T_RC(kube_secret_check_ref(ns64 + 1, "b"), 0);
+    T_RC(kube_secret_check_ref("a", name254), ERR_PARSE);
+    T_RC(kube_secret_check_ref("a", name254 + 1), 0);
+    /* And the reader refuses them. */
+    T_CHECK(read_secret("{\"metadata\":{\"namespace\":\"a/\",\"name\":\"app-db\","
+                        "\"resourceVersion\":\"1\"}}", NULL, &rc) == NULL);
+    T_RC(rc, ERR_PARSE);
+}
+
 int main(void)
 {
     T_RUN(test_round_trip_all);
     T_RUN(test_keep_filter_and_dup);
     T_RUN(test_compact_size);
     T_RUN(test_errors);
+    T_RUN(test_refs);
     return t_done();
 }
