@@ -18,6 +18,7 @@ struct config {
     int workers;               /* reconcile threads; 4 */
     long watch_timeout_s;      /* 300 */
     long watch_idle_timeout_s; /* 120 */
+    long resync_s;             /* 60: Secrets past their planned time are looked at again */
     /* identity */
     char *identity_source;     /* "workload-identity" or "imds" */
     char *client_id;           /* imds: a user-assigned identity (default: the node's) */

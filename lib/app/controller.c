@@ -8,6 +8,7 @@
 
 #include "app/httpd.h"
 #include "app/metrics.h"
+#include "base/clock.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "base/mem.h"
@@ -19,6 +20,7 @@
 #include "kube/kconfig.h"
 #include "kube/lease.h"
 #include "kube/queue.h"
+#include "kube/resync.h"
 #include "kube/store.h"
 #include "kube/watch.h"
 #include "pg/pgcheck.h"
@@ -62,6 +64,7 @@ struct controller {
     atomic_bool *stop;
     struct metrics *metrics;
     struct httpd *httpd;
+    atomic_long resync_requeued;    /* keys a resync found forgotten */
     struct kube_client *lease_kube; /* the elector's own client: short timeouts */
     struct lease_elector *lease;    /* NULL: no leader election, always act */
     char *lease_id;
@@ -136,6 +139,57 @@ static bool ready(void *ctx)
 static void requeue_key(void *ctx, const char *key)
 {
     queue_add(ctx, key);
+}
+
+static bool acting(struct controller *c)
+{
+    return !c->lease || lease_is_leader(c->lease);
+}
+
+/* A key past its planned time by more than this counts as overdue (metrics). */
+#define OVERDUE_MS 60000
+/* Keys a resync names in the log, one line each; a summary line gives the count. */
+#define RESYNC_LOG_MAX 20
+/* A resync looks at keys planned at least this long ago: a worker plans a key in the
+ * store a moment before it schedules it in the queue, and a key caught in between is
+ * not lost. */
+#define RESYNC_SLACK_MS 1000
+
+static void resync_lost(void *ctx, const char *key)
+{
+    size_t *logged = ctx;
+
+    if ((*logged)++ < RESYNC_LOG_MAX)
+        log_warn("secret_requeued", LOG_STR("key", key),
+                 LOG_STR("detail", "past its planned time and in no queue: queued again by the "
+                         "resync"));
+}
+
+/* Re-examines every cached Secret whose planned time has passed: the store keeps
+ * each one's planned time beside the queue, so whatever lost a key, it is forgotten
+ * for one resync period at most. */
+static void resync(struct controller *c, const char *why)
+{
+    struct resync_result r;
+    size_t logged = 0;
+
+    if (!acting(c))
+        return; /* a standby does no work; a new term queues every key anyway */
+    resync_run(&r, c->store, c->queue, clock_mono_ms() - RESYNC_SLACK_MS, resync_lost, &logged);
+    if (r.lost) {
+        atomic_fetch_add(&c->resync_requeued, (long)r.lost);
+        log_warn("resync_requeued", LOG_STR("after", why), LOG_I64("requeued", (int64_t)r.lost),
+                 LOG_I64("due", (int64_t)r.due));
+    }
+}
+
+static size_t overdue(void *ctx)
+{
+    struct controller *c = ctx;
+
+    if (!acting(c))
+        return 0;
+    return store_each_due(c->store, clock_mono_ms() - OVERDUE_MS, NULL, NULL);
 }
 
 /* A new term: reconcile every Secret, as after a start (level-triggered). */
@@ -265,6 +319,7 @@ int controller_new(struct controller **out, const struct config *cfg)
         .tokens = c->tokens, .pg = c->pg, .store = c->store, .secret_status = c->store,
         .queue = c->queue,
         .lease = c->lease, .ready = ready, .ready_ctx = c,
+        .overdue = overdue, .overdue_ctx = c, .resync_requeued = &c->resync_requeued,
     };
     if ((rc = metrics_register_app(c->metrics, &src)) < 0)
         goto fail;
@@ -334,6 +389,13 @@ static void on_synced(void *ctx)
     atomic_fetch_add(&c->synced, 1);
 }
 
+/* After every complete list, every cached Secret that needs work is in the queue,
+ * whatever the upserts of the list queued or not. */
+static void on_listed(void *ctx)
+{
+    resync(ctx, "list");
+}
+
 /* What the store keeps of each Secret's annotations: the pgtoken.io/ ones
  * (spec_parse refuses unknown ones, so all of them), less the status fields
  * that nothing reads back (reconcile reads issued-at, expires-at, spec-hash and
@@ -351,7 +413,8 @@ static void *watch_main(void *arg)
                             .timeout_s = c->cfg->watch_timeout_s,
                             .idle_timeout_s = c->cfg->watch_idle_timeout_s,
                             .keep = &keep_annotations };
-    struct watch_handler h = { on_upsert, on_delete, on_synced, c };
+    struct watch_handler h = { .on_upsert = on_upsert, .on_delete = on_delete,
+                               .on_synced = on_synced, .on_listed = on_listed, .ctx = c };
     int rc;
 
     if ((rc = kube_conn_new(&k, c->kube)) < 0) {
@@ -393,6 +456,11 @@ static void *worker_main(void *arg)
             continue;
         }
         reconcile_secret(&res, &c->rctx, k, key);
+        /* The plan goes to the store before the key is released: a change that
+         * arrives meanwhile runs the key again, and that run's plan wins. */
+        store_set_due(c->store, key, res.requeue_after_ms > 0
+                                         ? clock_mono_ms() + res.requeue_after_ms
+                                         : STORE_DUE_NEVER);
         queue_done(c->queue, key);
         if (res.requeue_after_ms > 0)
             queue_add_after(c->queue, key, res.requeue_after_ms);
@@ -453,8 +521,14 @@ int controller_run(struct controller *c, atomic_bool *stop)
     log_info("controller_started", LOG_I64("watches", nw), LOG_I64("workers", cfg->workers));
     /* The main loop only proves it turns (/healthz): one wake-up a second. Whoever
      * sets *stop wakes it (sleep_wake_all); it wakes every other sleeper in turn. */
+    int64_t next_resync = clock_mono_ms() + cfg->resync_s * 1000;
     while (!atomic_load(stop)) {
         httpd_heartbeat(c->httpd);
+        if (clock_mono_ms() >= next_resync) {
+            if (controller_synced(c))
+                resync(c, "period");
+            next_resync = clock_mono_ms() + cfg->resync_s * 1000;
+        }
         sleep_unless_stopped(HEARTBEAT_MS, stop);
     }
     sleep_wake_all();

@@ -801,6 +801,7 @@ struct app {
     struct metric *api_requests, *api_latency, *api_errors, *api_conflicts, *api_throttled;
     struct metric *queue_depth, *queue_delayed;
     struct metric *leader, *ready;
+    struct metric *overdue, *resync_requeued;
 };
 
 static void app_free(struct app *a)
@@ -875,6 +876,10 @@ static void collect_app(struct metrics *m, void *ctx)
     metric_set(a->leader, NULL, !src->lease || lease_is_leader(src->lease) ? 1 : 0);
     if (src->ready)
         metric_set(a->ready, NULL, src->ready(src->ready_ctx) ? 1 : 0);
+    if (src->overdue)
+        metric_set(a->overdue, NULL, (double)src->overdue(src->overdue_ctx));
+    if (src->resync_requeued)
+        metric_set(a->resync_requeued, NULL, ld(src->resync_requeued));
 }
 
 static void source_expiry(void *ctx, metrics_emit_fn emit, void *ectx);
@@ -972,11 +977,18 @@ int metrics_register_app(struct metrics *m, const struct metrics_sources *src)
           "1 when this replica is the leader (always 1 without leader election).", { NULL } },
         { &a->ready, METRIC_GAUGE, P "ready",
           "1 once the initial list of Secrets is synced (what /readyz reports).", { NULL } },
+        { &a->overdue, METRIC_GAUGE, P "secrets_overdue",
+          "Cached Secrets more than a minute past their planned reconcile (0 on a standby "
+          "replica).", { NULL } },
+        { &a->resync_requeued, METRIC_COUNTER, P "resync_requeued_total",
+          "Secrets a resync found past their planned time and in no queue, and queued again.",
+          { NULL } },
     };
 #undef P
     for (size_t i = 0; i < sizeof(defs) / sizeof(defs[0]) && rc == 0; i++) {
         const struct family_def *d = &defs[i];
-        if (d->out == &a->ready && !src->ready)
+        if ((d->out == &a->ready && !src->ready) || (d->out == &a->overdue && !src->overdue) ||
+            (d->out == &a->resync_requeued && !src->resync_requeued))
             continue;
         if (d->type == METRIC_HISTOGRAM)
             rc = metrics_histogram(d->out, m, d->name, d->help, d->labels, api_buckets,

@@ -29,6 +29,7 @@
 #ifndef PGTR_METRICS_H
 #define PGTR_METRICS_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -171,6 +172,11 @@ struct metrics_sources {
     struct lease_elector *lease;   /* leader status */
     bool (*ready)(void *ctx);      /* pgtoken_rotator_ready; NULL: not exported */
     void *ready_ctx;
+    /* pgtoken_rotator_secrets_overdue: Secrets past their planned time; NULL: not exported. */
+    size_t (*overdue)(void *ctx);
+    void *overdue_ctx;
+    /* pgtoken_rotator_resync_requeued_total; NULL: not exported. */
+    atomic_long *resync_requeued;
     const char *version;           /* build_info; NULL: PGTR_VERSION */
     const char *revision;          /* build_info; NULL: PGTR_GIT_REV */
 };

@@ -265,6 +265,26 @@ static void fire_timers(struct queue *q, int64_t now)
     }
 }
 
+bool queue_ensure(struct queue *q, const char *key)
+{
+    bool lost = false;
+    long at;
+
+    pthread_mutex_lock(&q->mu);
+    if (q->shutdown || strmap_has(&q->queued, key) || strmap_has(&q->active, key))
+        goto out;
+    if ((at = pos_of(q, key)) >= 0) {
+        if (q->heap[at].due_ms <= clock_mono_ms())
+            goto out; /* the next queue_get fires it */
+        free(heap_remove(q, (size_t)at));
+    }
+    lost = true;
+    push_ready(q, key);
+out:
+    pthread_mutex_unlock(&q->mu);
+    return lost;
+}
+
 void queue_forget(struct queue *q, const char *key)
 {
     long at;

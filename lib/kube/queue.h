@@ -19,6 +19,12 @@ void queue_free(struct queue *q);
 void queue_add(struct queue *q, const char *key);
 /* Adds key after delay_ms (negative counts as 0). */
 void queue_add_after(struct queue *q, const char *key, int64_t delay_ms);
+/* Makes sure key will be handed out: a key ready or in progress is left as it
+ * is, a scheduled one whose time has come too; a key scheduled later is made
+ * ready now, and one the queue does not hold at all is added. true in those
+ * last two cases: whoever planned the key for now had lost track of it. For a
+ * resync that re-examines keys past their planned time. */
+bool queue_ensure(struct queue *q, const char *key);
 /* Forgets a key entirely (a deleted Secret): drops pending and delayed adds. */
 void queue_forget(struct queue *q, const char *key);
 

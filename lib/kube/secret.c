@@ -174,6 +174,7 @@ struct kube_secret *kube_secret_dup(const struct kube_secret *s)
     d->ann = rebase(s->ann, s, d);
     d->keys = rebase(s->keys, s, d);
     d->store_mark = 0;
+    d->store_due_ms = 0;
     return d;
 }
 

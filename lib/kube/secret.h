@@ -38,6 +38,7 @@ struct kube_secret {
     const char *rv;         /* metadata.resourceVersion */
     bool deleting;          /* metadata.deletionTimestamp is set */
     unsigned char store_mark; /* private to the store (kube/store.h); 0 elsewhere */
+    int64_t store_due_ms;     /* private to the store: its owner's planned time */
     uint16_t nann;          /* kept annotations */
     uint32_t nkeys;         /* data keys */
     uint32_t size;          /* bytes of the allocation */

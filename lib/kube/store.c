@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/clock.h"
 #include "base/err.h"
 #include "base/mem.h"
 #include "base/banned.h"
@@ -133,12 +134,15 @@ bool store_upsert(struct store *st, struct kube_secret *s)
     bool changed = true;
 
     s->store_mark = 0;
+    s->store_due_ms = clock_mono_ms();
     pthread_mutex_lock(&st->mu);
     if ((st->len + 1) * 4 > st->cap * 3) /* at most 3/4 full */
         grow(st);
     i = find(st, s->ns, strlen(s->ns), s->name);
     if (st->slots[i]) {
         changed = strcmp(st->slots[i]->rv, s->rv) != 0;
+        if (!changed)
+            s->store_due_ms = st->slots[i]->store_due_ms;
         kube_secret_free(st->slots[i]);
     } else {
         st->len++;
@@ -146,6 +150,43 @@ bool store_upsert(struct store *st, struct kube_secret *s)
     st->slots[i] = s;
     pthread_mutex_unlock(&st->mu);
     return changed;
+}
+
+void store_set_due(struct store *st, const char *key, int64_t due_ms)
+{
+    const char *name;
+    size_t ns_len;
+
+    if (!split_key(key, &name, &ns_len))
+        return;
+    pthread_mutex_lock(&st->mu);
+    if (st->cap) {
+        size_t i = find(st, key, ns_len, name);
+        if (st->slots[i])
+            st->slots[i]->store_due_ms = due_ms;
+    }
+    pthread_mutex_unlock(&st->mu);
+}
+
+size_t store_each_due(struct store *st, int64_t before_ms,
+                      void (*fn)(void *ctx, const char *key), void *ctx)
+{
+    char key[KUBE_SECRET_NAMESPACE_MAX + 1 + KUBE_SECRET_NAME_MAX + 1];
+    size_t n = 0;
+
+    pthread_mutex_lock(&st->mu);
+    for (size_t i = 0; i < st->cap; i++) {
+        const struct kube_secret *s = st->slots[i];
+        if (!s || s->store_due_ms > before_ms)
+            continue;
+        n++;
+        if (fn) {
+            snprintf(key, sizeof(key), "%s/%s", s->ns, s->name);
+            fn(ctx, key);
+        }
+    }
+    pthread_mutex_unlock(&st->mu);
+    return n;
 }
 
 bool store_delete(struct store *st, const char *key)

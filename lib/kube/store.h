@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "kube/secret.h"
 
@@ -15,9 +16,24 @@ struct store;
 struct store *store_new(void);
 void store_free(struct store *st);
 
+/* Every entry carries its owner's planned time: when the entry must be looked at
+ * next (CLOCK_MONOTONIC milliseconds, clock_mono_ms). STORE_DUE_NEVER: only when it
+ * changes. The planned times are what a periodic resync reads to find an entry that
+ * was forgotten (store_each_due), whatever lost it. */
+#define STORE_DUE_NEVER INT64_MAX
+
 /* Takes ownership of s. Returns true when the entry is new or its
- * resourceVersion changed (a reconcile is worth queueing). */
+ * resourceVersion changed (a reconcile is worth queueing); such an entry is
+ * planned for now. An unchanged one keeps its planned time. */
 bool store_upsert(struct store *st, struct kube_secret *s);
+/* Sets key's planned time (monotonic ms or STORE_DUE_NEVER); nothing when key
+ * is not cached. */
+void store_set_due(struct store *st, const char *key, int64_t due_ms);
+/* Calls fn (NULL: none) for the key of every entry planned at or before
+ * before_ms, under the lock (fn must not call the store); returns how many
+ * there are. */
+size_t store_each_due(struct store *st, int64_t before_ms,
+                      void (*fn)(void *ctx, const char *key), void *ctx);
 /* Removes key; true if it was there. */
 bool store_delete(struct store *st, const char *key);
 /* 0: *out is a copy (kube_secret_free it); ERR_NOTFOUND otherwise. */

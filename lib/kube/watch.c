@@ -348,6 +348,8 @@ int watch_run(struct kube_conn *k, struct store *st, const struct watch_opts *op
                 failures = 0;
                 log_info("secrets_listed", LOG_STR("namespace", o.ns ? o.ns : "*"),
                          LOG_STR("resource_version", w.rv), LOG_I64("cached", store_len(st)));
+                if (h->on_listed)
+                    h->on_listed(h->ctx);
                 if (!synced && h->on_synced)
                     h->on_synced(h->ctx);
                 synced = true;

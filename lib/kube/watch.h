@@ -31,6 +31,9 @@ struct watch_handler {
     void (*on_upsert)(void *ctx, const char *key, bool changed);
     void (*on_delete)(void *ctx, const char *key);
     void (*on_synced)(void *ctx); /* after the first complete list */
+    /* After every complete list (the first and each relist), once the store holds
+     * exactly what it returned; may be NULL. */
+    void (*on_listed)(void *ctx);
     void *ctx;
 };
 

@@ -32,6 +32,7 @@ static void test_defaults_serve_aks(void)
     T_EQ_INT(c.login_check, LOGIN_CHECK_REQUIRED);
     T_EQ_STR(c.db_sslmode, "verify-full");
     T_CHECK(c.refresh_ratio == 0.5);
+    T_EQ_INT(c.resync_s, 60);
     config_release(&c);
 }
 
@@ -41,7 +42,8 @@ static void test_file_then_flags(void)
                        "workers: 8\n"
                        "rotation:\n  refreshRatio: 0.4\n"
                        "loginCheck:\n  mode: best-effort\n  insecureSkipTLSVerify: true\n"
-                       "log: {level: debug}\n";
+                       "log: {level: debug}\n"
+                       "watch: {resyncSeconds: 5}\n";
     char *path = write_tmp(yaml);
     char *argv[] = { "run", "--workers", "2", "--config", path, "--namespace=team-c", NULL };
     struct config c;
@@ -55,7 +57,14 @@ static void test_file_then_flags(void)
     T_EQ_INT(c.login_check, LOGIN_CHECK_BEST_EFFORT);
     T_CHECK(c.insecure_skip_db_tls_verify);
     T_EQ_STR(c.log_level, "debug");
+    T_EQ_INT(c.resync_s, 5);
     T_RC(config_validate(&c), 0);
+    c.resync_s = 0; /* a resync is never off */
+    T_RC(config_validate(&c), ERR_INVALID);
+    T_CHECK(strstr(err_msg(), "watch.resyncSeconds") != NULL);
+    c.resync_s = 86401;
+    T_RC(config_validate(&c), ERR_INVALID);
+    c.resync_s = 86400;
     config_release(&c);
     unlink(path);
 }

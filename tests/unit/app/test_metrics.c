@@ -769,7 +769,13 @@ struct app_fixture {
     struct store *st;
     struct queue *q;
     atomic_bool ready;
+    atomic_long overdue, requeued;
 };
+
+static size_t overdue_count(void *ctx)
+{
+    return (size_t)atomic_load((atomic_long *)ctx);
+}
 
 static int fixture_init(struct app_fixture *f)
 {
@@ -789,6 +795,7 @@ static int fixture_init(struct app_fixture *f)
         .rot = &f->rot, .watch = &f->watch, .kube = kube_client_stats(f->kc), .tokens = f->tc,
         .pg = f->pg, .store = f->st, .queue = f->q, .lease = NULL,
         .ready = ready_flag, .ready_ctx = &f->ready, .version = "1.2.3", .revision = "abc\"def",
+        .overdue = overdue_count, .overdue_ctx = &f->overdue, .resync_requeued = &f->requeued,
     };
     return metrics_register_app(f->m, &src);
 }
@@ -816,7 +823,7 @@ static void test_app_families(void)
         "watch_restarts_total", "watch_events_total", "watch_expired_total",
         "kube_api_requests_total", "kube_api_request_duration_seconds", "kube_api_errors_total",
         "kube_api_conflicts_total", "kube_api_throttled_total", "workqueue_depth",
-        "workqueue_delayed", "leader", "ready",
+        "workqueue_delayed", "leader", "ready", "secrets_overdue", "resync_requeued_total",
     };
     struct app_fixture f;
     struct buf text = BUF_INIT(0);
@@ -850,6 +857,8 @@ static void test_app_families(void)
     T_CHECK(expo_get(&x, "pgtoken_rotator_leader", "") == 1); /* no election: leads */
     T_CHECK(expo_get(&x, "pgtoken_rotator_ready", "") == 0);
     T_CHECK(expo_get(&x, "pgtoken_rotator_managed_secrets", "") == 0);
+    T_CHECK(expo_get(&x, "pgtoken_rotator_secrets_overdue", "") == 0);
+    T_CHECK(expo_get(&x, "pgtoken_rotator_resync_requeued_total", "") == 0);
     T_RC(metrics_register_app(f.m, &(struct metrics_sources){ 0 }), ERR_INVALID);
 out:
     expo_free(&x);
@@ -904,6 +913,8 @@ static void test_app_values_move(void)
     store_upsert(f.st, kube_secret_dup(s1));
     store_upsert(f.st, kube_secret_dup(s2));
     atomic_store(&f.ready, true);
+    atomic_store(&f.overdue, 7);
+    atomic_store(&f.requeued, 3);
     /* what the controller reports */
     metrics_secret_observe(f.m, s1);
     metrics_secret_observe(f.m, s2);
@@ -965,6 +976,8 @@ static void test_app_values_move(void)
     T_CHECK(G("workqueue_depth", "") == 1);
     T_CHECK(G("workqueue_delayed", "") == 1);
     T_CHECK(G("ready", "") == 1);
+    T_CHECK(G("secrets_overdue", "") == 7);
+    T_CHECK(G("resync_requeued_total", "") == 3);
     /* 2026-11-23T18:00:00Z = 1795456800 */
     T_CHECK(G("secret_token_expiry_timestamp_seconds", "namespace=team-a,secret=db") ==
             1795456800);

@@ -140,6 +140,41 @@ static void test_many_timers(void)
     queue_free(q);
 }
 
+/* queue_ensure: what a resync does with a key past its planned time. */
+static void test_ensure(void)
+{
+    struct queue *q = queue_new();
+    char *k;
+
+    T_CHECK(queue_ensure(q, "c/lost")); /* held nowhere: added, and said so */
+    T_EQ_INT(queue_len(q), 1);
+    T_CHECK(!queue_ensure(q, "c/lost")); /* ready: left alone */
+    T_EQ_INT(queue_len(q), 1);
+    T_CHECK(queue_get(q, &k));
+    T_CHECK(!queue_ensure(q, "c/lost")); /* in progress: left alone, not marked again */
+    queue_done(q, k);
+    T_EQ_INT(queue_len(q), 0);
+    free(k);
+    queue_add_after(q, "c/later", 3600000);
+    T_CHECK(queue_ensure(q, "c/later")); /* scheduled past its planned time: made ready */
+    T_EQ_INT(queue_delayed(q), 0);
+    T_EQ_INT(queue_len(q), 1);
+    T_CHECK(queue_get(q, &k));
+    T_EQ_STR(k, "c/later");
+    queue_done(q, k);
+    free(k);
+    queue_add_after(q, "c/soon", 1);
+    usleep(5000);
+    T_CHECK(!queue_ensure(q, "c/soon")); /* its time has come: the next get fires it */
+    T_CHECK(queue_get(q, &k));
+    T_EQ_STR(k, "c/soon");
+    queue_done(q, k);
+    free(k);
+    queue_shutdown(q);
+    T_CHECK(!queue_ensure(q, "c/after"));
+    queue_free(q);
+}
+
 int main(void)
 {
     T_RUN(test_dedup_and_order);
@@ -147,5 +182,6 @@ int main(void)
     T_RUN(test_forget);
     T_RUN(test_shutdown_wakes);
     T_RUN(test_many_timers);
+    T_RUN(test_ensure);
     return t_done();
 }

@@ -5,6 +5,7 @@
 
 #include <cJSON.h>
 
+#include "base/clock.h"
 #include "base/err.h"
 #include "base/json.h"
 #include "kube/store.h"
@@ -128,9 +129,51 @@ static void test_many_mark_sweep(void)
     store_free(st);
 }
 
+static void test_due(void)
+{
+    struct store *st = store_new();
+    struct seen due = { 0 };
+    int64_t t0 = clock_mono_ms();
+
+    T_EQ_INT(store_each_due(st, INT64_MAX - 1, NULL, NULL), 0);
+    T_CHECK(store_upsert(st, secret("a", "x", "1"))); /* new: planned for now */
+    T_CHECK(store_upsert(st, secret("a", "y", "1")));
+    T_EQ_INT(store_each_due(st, t0 - 1, NULL, NULL), 0);
+    T_EQ_INT(store_each_due(st, clock_mono_ms(), collect, &due), 2);
+    T_EQ_INT(due.n, 2);
+    /* Planned later, and kept across an unchanged upsert (a relist); a change
+     * plans the entry for now again. */
+    store_set_due(st, "a/x", t0 + 3600000);
+    store_set_due(st, "a/y", STORE_DUE_NEVER);
+    store_set_due(st, "a/none", t0); /* not cached: nothing */
+    T_EQ_INT(store_len(st), 2);
+    T_EQ_INT(store_each_due(st, t0 + 3599999, NULL, NULL), 0);
+    T_EQ_INT(store_each_due(st, t0 + 3600000, NULL, NULL), 1);
+    T_CHECK(!store_upsert(st, secret("a", "x", "1")));
+    T_CHECK(!store_upsert(st, secret("a", "y", "1")));
+    T_EQ_INT(store_each_due(st, t0 + 3599999, NULL, NULL), 0);
+    T_EQ_INT(store_each_due(st, INT64_MAX - 1, NULL, NULL), 1); /* never is never */
+    T_CHECK(store_upsert(st, secret("a", "y", "2")));
+    due.n = 0;
+    T_EQ_INT(store_each_due(st, clock_mono_ms(), collect, &due), 1);
+    T_EQ_INT(due.n, 1);
+    T_EQ_STR(due.keys[0], "a/y");
+    /* The planned time is the store's: a copy handed out does not carry it. */
+    {
+        struct kube_secret *got = NULL;
+        T_RC(store_get(&got, st, "a/x"), 0);
+        if (got) {
+            T_EQ_INT(got->store_due_ms, 0);
+            kube_secret_free(got);
+        }
+    }
+    store_free(st);
+}
+
 int main(void)
 {
     T_RUN(test_upsert_get_delete);
     T_RUN(test_many_mark_sweep);
+    T_RUN(test_due);
     return t_done();
 }
