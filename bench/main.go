@@ -53,7 +53,7 @@ type Config struct {
 	Timeout      float64  `json:"timeout_scale"`             // BENCH_TIMEOUT_SCALE: multiplies every phase timeout
 	Metrics      bool     `json:"metrics_endpoint"`          // BENCH_METRICS: run with --metrics-addr, as the chart does
 	Repeat       int      `json:"repeat"`                    // BENCH_REPEAT: cold-start/floor pairs per N
-	Phases       []string `json:"phases,omitempty"`          // BENCH_PHASES: of flat,idle,steady,floor,baseline (cold always runs)
+	Phases       []string `json:"phases,omitempty"`          // BENCH_PHASES: of flat,idle,steady,floor,baseline,real (cold always runs)
 	CtrlEnv      []string `json:"controller_env,omitempty"`  // BENCH_CTRL_ENV: extra environment for the controller
 	Wrap         string   `json:"controller_wrap,omitempty"` // BENCH_WRAP: a profiler in front of the controller
 	Out          string   `json:"-"`                         // BENCH_OUT
@@ -232,6 +232,10 @@ func main() {
 	if err := b.write(table); err != nil {
 		fatalf("%v", err)
 	}
+	if failed := b.failures(); len(failed) > 0 {
+		fmt.Fprintf(os.Stderr, "pgtr-bench: FAILED: %s\n", strings.Join(failed, "; "))
+		os.Exit(1)
+	}
 }
 
 // ---- the world ----------------------------------------------------------------------------
@@ -242,6 +246,7 @@ type bench struct {
 	s           *stack.Stack
 	k           *client // admin
 	ctrlToken   string
+	real        bool // the real kube-apiserver tier (tests/realkube) instead of the fake
 	kubePID     int
 	entraPID    int
 	pgPID       int
@@ -277,12 +282,21 @@ func nsName(i int) string   { return fmt.Sprintf("bench-%02d", i) }
 
 func (b *bench) setup() error {
 	var err error
-	logf("starting the stack (PostgreSQL, fake Entra, fake API server)")
+	api := "fake API server"
+	if b.real {
+		api = "real kube-apiserver and etcd (tests/realkube; the first build takes 10 to 20 minutes)"
+	}
+	logf("starting the stack (PostgreSQL, fake Entra, %s)", api)
 	b.s, err = stack.Start(stack.Options{TokenLifetime: time.Hour, Log: logf})
 	if err != nil {
 		return err
 	}
-	if err := b.s.StartFakeKube(); err != nil {
+	if b.real {
+		err = b.s.StartRealKube()
+	} else {
+		err = b.s.StartFakeKube()
+	}
+	if err != nil {
 		return err
 	}
 	if b.k, err = newClient(b.s.KubeURL, b.s.PKI, "", 8); err != nil {
@@ -297,14 +311,24 @@ func (b *bench) setup() error {
 			b.ctrlToken = t
 		}
 	}
-	b.kubePID = findPID(filepath.Join(b.s.Dir, "kube.addr"))
+	if b.real {
+		b.kubePID = pidFile(filepath.Join(b.s.Dir, "kube-apiserver.pid"))
+	} else {
+		b.kubePID = findPID(filepath.Join(b.s.Dir, "kube.addr"))
+	}
 	b.entraPID = findPID(filepath.Join(b.s.Dir, "entra.addr"))
 	if pm, err := os.ReadFile(filepath.Join(b.s.Dir, "pg/pgdata/postmaster.pid")); err == nil {
 		b.pgPID, _ = strconv.Atoi(strings.SplitN(string(pm), "\n", 2)[0])
 	}
-	// Bookmarks about once a minute, as a real API server sends them (the test stack
-	// asks for 2 s); applies to watches started from now on.
-	if err := b.k.json("POST", "/_fake/config", "application/json", map[string]any{"bookmark_interval_ms": 60000}, nil); err != nil {
+	if b.real {
+		// ServiceAccount identities: TokenRequest for the namespace's ServiceAccount, as the
+		// chart grants it (serviceAccountIdentities).
+		if err := b.grantTokenRequests(); err != nil {
+			return err
+		}
+	} else if err := b.k.json("POST", "/_fake/config", "application/json", map[string]any{"bookmark_interval_ms": 60000}, nil); err != nil {
+		// Bookmarks about once a minute, as a real API server sends them (the test stack
+		// asks for 2 s); applies to watches started from now on.
 		return err
 	}
 	// Count logins the way the server sees them.
@@ -553,8 +577,8 @@ func (b *bench) startTracker(n int) (*tracker, error) {
 		}
 	}()
 	// Wait until the API server has counted this watch, so that it is not
-	// counted as the controller's.
-	for i := 0; i < 100 && b.snap().api["watch\x00secrets\x00200"] == watches; i++ {
+	// counted as the controller's (the fake counts requests; a real one is not asked).
+	for i := 0; i < 100 && !b.real && b.snap().api["watch\x00secrets\x00200"] == watches; i++ {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return tr, nil
@@ -949,6 +973,7 @@ type Results struct {
 	ControllerVersion string    `json:"controller_version"`
 	ControllerSHA256  string    `json:"controller_sha256"`
 	Runs              []*Run    `json:"runs"`
+	Real              *RealRun  `json:"real_kube,omitempty"`
 	Baseline          *Baseline `json:"baseline,omitempty"`
 	Targets           []Target  `json:"targets"`
 	DurationS         float64   `json:"bench_duration_s"`
@@ -970,6 +995,9 @@ func (b *bench) run() {
 			break
 		}
 		r.Completed = true
+	}
+	if b.phase("real") && len(b.cfg.N) > 0 {
+		b.realTier(b.cfg.N[len(b.cfg.N)-1])
 	}
 	b.res.DurationS = round3(time.Since(logStart).Seconds())
 }
