@@ -40,6 +40,7 @@ RUN apt-get update \
     && echo 'nonroot:x:65532:65532:nonroot:/nonexistent:/usr/sbin/nologin' >> /etc/passwd \
     && echo 'nonroot:x:65532:' >> /etc/group
 COPY --from=build /out/usr/local/bin/pgtoken-rotator /usr/local/bin/pgtoken-rotator
+COPY LICENSE /usr/share/licenses/pgtoken-rotator/LICENSE
 
 ARG VERSION=unknown
 ARG GIT_REV=unknown
@@ -48,6 +49,7 @@ LABEL org.opencontainers.image.title="pgtoken-rotator" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${GIT_REV}" \
       org.opencontainers.image.source="https://github.com/pgtoken-rotator/pgtoken-rotator" \
+      org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.base.name="docker.io/library/debian:bookworm-slim"
 
 # Numeric, so that Kubernetes' runAsNonRoot can verify it.

@@ -92,10 +92,11 @@ grep -q '^USER 65532:65532$' <<<"$run" || msg+="not USER 65532:65532; "
 grep -q '^ENTRYPOINT \["/usr/local/bin/pgtoken-rotator"\]$' <<<"$run" || msg+="ENTRYPOINT is not the binary; "
 grep -q '^CMD \["run"\]$' <<<"$run" || msg+='CMD is not ["run"]; '
 grep -q '^COPY --from=build ' <<<"$run" || msg+="the binary is not copied from the build stage; "
-for l in title description version revision source; do
+grep -q '^COPY LICENSE ' <<<"$run" || msg+="the image does not carry LICENSE; "
+for l in title description version revision source licenses; do
     grep -q "org.opencontainers.image.$l=" <<<"$run" || msg+="no OCI label $l; "
 done
-check "Dockerfile: runs as UID 65532, ENTRYPOINT the binary, CMD [\"run\"], OCI labels" "$msg"
+check "Dockerfile: runs as UID 65532, ENTRYPOINT the binary, CMD [\"run\"], OCI labels, LICENSE" "$msg"
 
 msg=
 [ "$(sed -e '/^#/d' -e '/^$/d' .dockerignore 2>/dev/null | head -n 1)" = '*' ] ||

@@ -285,6 +285,29 @@ func (c *checker) chartChecks() {
 		}
 		return nil
 	}))
+	c.run("chart: the licence is the project's (Apache-2.0, LICENSE at the root)", need(func() error {
+		var chart struct {
+			Annotations map[string]string `yaml:"annotations"`
+		}
+		b, err := os.ReadFile(filepath.Join(c.chart, "Chart.yaml"))
+		if err != nil {
+			return err
+		}
+		if err := yaml.Unmarshal(b, &chart); err != nil {
+			return err
+		}
+		if got := chart.Annotations["artifacthub.io/license"]; got != "Apache-2.0" {
+			return fmt.Errorf("Chart.yaml annotation artifacthub.io/license %q, want Apache-2.0", got)
+		}
+		lic, err := os.ReadFile(filepath.Join(c.root, "LICENSE"))
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(string(lic), "Apache License") || !strings.Contains(string(lic), "Version 2.0, January 2004") {
+			return fmt.Errorf("LICENSE is not the Apache License 2.0")
+		}
+		return nil
+	}))
 	c.run("deployment: defaults have one replica, no --leader-elect, the metrics port and both probes", need(func() error {
 		d, _ := one(def, "Deployment")
 		_, ctr, _ := controller(def)
