@@ -441,7 +441,8 @@ func (c *checker) chartChecks() {
 			return err
 		}
 		for _, s := range []string{"label secret app-db pgtoken.io/managed=true", "pgtoken.io/host=",
-			"pgtoken.io/user=", "describe secret app-db", "clientId is empty"} {
+			"pgtoken.io/user=", "describe secret app-db", "clientId is empty",
+			"system:serviceaccount:" + relNS + ":" + rel} {
 			if !strings.Contains(out, s) {
 				return fmt.Errorf("NOTES lack %q", s)
 			}
@@ -453,6 +454,12 @@ func (c *checker) chartChecks() {
 		if strings.Contains(out, "clientId is empty") || !strings.Contains(out, "team-a, team-b") ||
 			!strings.Contains(out, "--leader-elect") {
 			return fmt.Errorf("NOTES with every option: no team-a, team-b or leader election note, or a clientId warning")
+		}
+		// The controller has --leader-elect: no warning that it lacks it.
+		for _, stale := range []string{"refuses to start", "until it ships"} {
+			if strings.Contains(out, stale) {
+				return fmt.Errorf("NOTES say %q about leader election, which the controller has", stale)
+			}
 		}
 		return nil
 	})
