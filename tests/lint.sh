@@ -2,7 +2,8 @@
 # make lint: clang-tidy (checks in .clang-tidy) and cppcheck over lib/ and cmd/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tests/deps.sh >/dev/null
+env_line=$(tests/deps.sh --env)
+eval "$env_line"
 flags=(-std=c17 -D_GNU_SOURCE -Ilib '-DPGTR_VERSION="lint"' '-DPGTR_GIT_REV="lint"')
 for p in $(pkg-config --cflags libcurl libcjson yaml-0.1 openssl libpq libmicrohttpd); do flags+=("$p"); done
 srcs=$(ls lib/*/*.c cmd/pgtoken-rotator/*.c)

@@ -9,7 +9,8 @@
 realkube_root=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 project_root=$(cd "$realkube_root/../.." && pwd)
 
-export PATH="/usr/local/go/bin:$PATH"
+# The Go on PATH (tests/deps.sh --env puts a new enough one first), else the usual place.
+command -v go >/dev/null || export PATH="$PATH:/usr/local/go/bin"
 export GOPATH="${REALKUBE_GOPATH:-$project_root/.cache/go}"
 export GOCACHE="${REALKUBE_GOCACHE:-$GOPATH/build}"
 export GOFLAGS=-modcacherw
