@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
+	"sort"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -101,6 +103,7 @@ func (c *checker) chartChecks() {
 
 	c.run("values: every key in values.yaml has a comment", c.valuesDocumented)
 	c.run("values: config keys are exactly the README's Configuration settings", c.configKeysMatchReadme)
+	c.run("docs: the README's settings are exactly the controller's (lib/app/config.c), and its flag table exactly the controller's flags", c.settingsMatchCode)
 
 	for _, v := range []struct {
 		label string
@@ -893,4 +896,71 @@ func (c *checker) helmOut(args ...string) (string, error) {
 		return "", fmt.Errorf("helm %s: %v: %s", strings.Join(args, " "), err, firstLine(out))
 	}
 	return out, nil
+}
+
+// fieldRe matches a row of the settings table in lib/app/config.c: path, then NULL or a flag.
+var fieldRe = regexp.MustCompile(`\{ "([A-Za-z.]+)", (?:NULL|"(--[a-z-]+)")`)
+
+// flagRowRe matches a row of the README's flag table: | `--flag ...` | `setting` ... |
+var flagRowRe = regexp.MustCompile("(?m)^\\| `(--[a-z-]+)[^`]*`[^|]*\\| `([A-Za-z.]+)`")
+
+// settingsMatchCode holds the README against the code: every setting the controller reads
+// from its file (the fields table of lib/app/config.c) is in the README's example, and
+// nothing else is; every flag bound to a setting is in the README's flag table with that
+// setting, and the table names no other flag.
+func (c *checker) settingsMatchCode() error {
+	src, err := os.ReadFile(filepath.Join(c.root, "lib/app/config.c"))
+	if err != nil {
+		return err
+	}
+	code, flags := map[string]bool{}, map[string]string{}
+	for _, m := range fieldRe.FindAllStringSubmatch(string(src), -1) {
+		code[m[1]] = true
+		if m[2] != "" {
+			flags[m[2]] = m[1]
+		}
+	}
+	if len(code) < 10 {
+		return fmt.Errorf("read only %d settings from lib/app/config.c: has its table changed shape?", len(code))
+	}
+	doc, err := c.readmeConfigKeys()
+	if err != nil {
+		return err
+	}
+	var problems []string
+	for k := range code {
+		if !doc[k] {
+			problems = append(problems, "setting "+k+" is not in the README's example")
+		}
+	}
+	for k := range doc {
+		if !code[k] {
+			problems = append(problems, "the README's example has "+k+", which the controller does not read")
+		}
+	}
+	readme, err := os.ReadFile(filepath.Join(c.root, "README.md"))
+	if err != nil {
+		return err
+	}
+	rows := map[string]string{}
+	for _, m := range flagRowRe.FindAllStringSubmatch(string(readme), -1) {
+		rows[m[1]] = m[2]
+	}
+	for f, path := range flags {
+		if got, ok := rows[f]; !ok {
+			problems = append(problems, "flag "+f+" is not in the README's flag table")
+		} else if got != path {
+			problems = append(problems, fmt.Sprintf("the README's flag table gives %s the setting %s; the code, %s", f, got, path))
+		}
+	}
+	for f := range rows {
+		if _, ok := flags[f]; !ok && f != "--config" {
+			problems = append(problems, "the README's flag table has "+f+", which the controller does not take")
+		}
+	}
+	if len(problems) > 0 {
+		sort.Strings(problems)
+		return fmt.Errorf("%s", strings.Join(problems, "; "))
+	}
+	return nil
 }
