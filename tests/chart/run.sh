@@ -142,7 +142,7 @@ realkube() {
     local sa=system:serviceaccount:pgtoken-system:pgtoken-rotator
     if [ ! -x "${REALKUBE_BIN:-}/kube-apiserver" ]; then
         skip "real kube-apiserver: apply -k manifests/, RBAC as the ServiceAccount, helm install" \
-            "tests/realkube is not built here (tests/realkube/build.sh; the e2e suite builds it)"
+            "tests/realkube is not built here (tests/realkube/build.sh; ./run test builds it first)"
         return
     fi
     local fakes=$ROOT/build/tests/fakes
