@@ -150,10 +150,6 @@ static bool acting(struct controller *c)
 #define OVERDUE_MS 60000
 /* Keys a resync names in the log, one line each; a summary line gives the count. */
 #define RESYNC_LOG_MAX 20
-/* A resync looks at keys planned at least this long ago: a worker plans a key in the
- * store a moment before it schedules it in the queue, and a key caught in between is
- * not lost. */
-#define RESYNC_SLACK_MS 1000
 
 static void resync_lost(void *ctx, const char *key)
 {
@@ -175,7 +171,7 @@ static void resync(struct controller *c, const char *why)
 
     if (!acting(c))
         return; /* a standby does no work; a new term queues every key anyway */
-    resync_run(&r, c->store, c->queue, clock_mono_ms() - RESYNC_SLACK_MS, resync_lost, &logged);
+    resync_run(&r, c->store, c->queue, clock_mono_ms(), resync_lost, &logged);
     if (r.lost) {
         atomic_fetch_add(&c->resync_requeued, (long)r.lost);
         log_warn("resync_requeued", LOG_STR("after", why), LOG_I64("requeued", (int64_t)r.lost),
@@ -441,7 +437,7 @@ static void *worker_main(void *arg)
     while (!atomic_load(c->stop)) {
         struct reconcile_result res;
         uint64_t ticket = sleep_ticket(); /* before the check: a new term wakes us */
-        if (c->lease && !lease_is_leader(c->lease)) {
+        if (!acting(c)) {
             /* Standby: keys wait in the queue; on_started_leading wakes us. The
              * timeout is only a safety net. */
             sleep_until_woken(STANDBY_RECHECK_MS, c->stop, ticket);
@@ -449,21 +445,23 @@ static void *worker_main(void *arg)
         }
         if (!queue_get(c->queue, &key))
             break;
-        if (c->lease && !lease_is_leader(c->lease)) { /* lost it while waiting */
+        if (!acting(c)) { /* lost it while waiting */
             queue_done(c->queue, key);
             queue_add(c->queue, key);
             free(key);
             continue;
         }
         reconcile_secret(&res, &c->rctx, k, key);
-        /* The plan goes to the store before the key is released: a change that
-         * arrives meanwhile runs the key again, and that run's plan wins. */
-        store_set_due(c->store, key, res.requeue_after_ms > 0
-                                         ? clock_mono_ms() + res.requeue_after_ms
-                                         : STORE_DUE_NEVER);
+        /* One planned time for the store and the queue, so that a resync never sees the
+         * store's plan due while the queue's is not. It goes to the store before the key
+         * is released: a change that arrives meanwhile runs the key again, and that
+         * run's plan wins. */
+        int64_t due = res.requeue_after_ms > 0 ? clock_mono_ms() + res.requeue_after_ms
+                                               : STORE_DUE_NEVER;
+        store_set_due(c->store, key, due);
         queue_done(c->queue, key);
-        if (res.requeue_after_ms > 0)
-            queue_add_after(c->queue, key, res.requeue_after_ms);
+        if (due != STORE_DUE_NEVER)
+            queue_add_at(c->queue, key, due);
         free(key);
     }
     kube_conn_free(k);

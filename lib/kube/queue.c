@@ -227,10 +227,17 @@ static char *heap_remove(struct queue *q, size_t i)
 
 void queue_add_after(struct queue *q, const char *key, int64_t delay_ms)
 {
-    int64_t due = clock_mono_ms() + (delay_ms > 0 ? delay_ms : 0);
+    if (delay_ms <= 0)
+        queue_add(q, key);
+    else
+        queue_add_at(q, key, clock_mono_ms() + delay_ms);
+}
+
+void queue_add_at(struct queue *q, const char *key, int64_t due)
+{
     long at;
 
-    if (delay_ms <= 0) {
+    if (due <= clock_mono_ms()) {
         queue_add(q, key);
         return;
     }

@@ -19,6 +19,9 @@ void queue_free(struct queue *q);
 void queue_add(struct queue *q, const char *key);
 /* Adds key after delay_ms (negative counts as 0). */
 void queue_add_after(struct queue *q, const char *key, int64_t delay_ms);
+/* Adds key at due_ms (clock_mono_ms; a time passed counts as now): for a caller that
+ * records the same time elsewhere (the store's planned time) and wants both to agree. */
+void queue_add_at(struct queue *q, const char *key, int64_t due_ms);
 /* Makes sure key will be handed out: a key ready or in progress is left as it
  * is, a scheduled one whose time has come too; a key scheduled later is made
  * ready now, and one the queue does not hold at all is added. true in those

@@ -276,17 +276,7 @@ void store_sweep(struct store *st, void (*on_removed)(void *ctx, const char *key
 
 void store_each_key(struct store *st, void (*fn)(void *ctx, const char *key), void *ctx)
 {
-    char key[KUBE_SECRET_NAMESPACE_MAX + 1 + KUBE_SECRET_NAME_MAX + 1];
-
-    pthread_mutex_lock(&st->mu);
-    for (size_t i = 0; i < st->cap; i++) {
-        const struct kube_secret *s = st->slots[i];
-        if (!s)
-            continue;
-        snprintf(key, sizeof(key), "%s/%s", s->ns, s->name);
-        fn(ctx, key);
-    }
-    pthread_mutex_unlock(&st->mu);
+    (void)store_each_due(st, STORE_DUE_NEVER, fn, ctx); /* every entry is due by never */
 }
 
 void store_each(struct store *st, void (*fn)(void *ctx, const struct kube_secret *s), void *ctx)

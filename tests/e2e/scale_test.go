@@ -24,13 +24,6 @@ type bulkShape struct {
 	unmanagedNS                            string // prefix of the unlabelled Secrets' namespaces
 }
 
-func envStr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
-}
-
 func envInt(t *testing.T, name string, def int) int {
 	t.Helper()
 	v := os.Getenv(name)
@@ -156,7 +149,7 @@ func TestBulkLoadedClusterEverySecretFilled(t *testing.T) {
 		unmanaged:   envInt(t, "PGTR_BULK_UNMANAGED", 5000),
 		namespaces:  10,
 		elsewhere:   envInt(t, "PGTR_BULK_ELSEWHERE", 62),
-		unmanagedNS: envStr("PGTR_BULK_UNMANAGED_NS", "bulk-"),
+		unmanagedNS: stack.EnvOr("PGTR_BULK_UNMANAGED_NS", "bulk-"),
 	}
 	w := newWorld(t, stack.Options{TokenLifetime: 3599 * time.Second}, "--workers", "4")
 	ann := w.pgAnn()

@@ -114,8 +114,8 @@ func Start(opts Options) (*Stack, error) {
 	}
 	os.Chmod(dir, 0o755)
 	s := &Stack{Root: root, Dir: dir, PKI: filepath.Join(dir, "pki"), opts: opts,
-		Fakes: envOr("FAKES", filepath.Join(root, "build/tests/fakes")),
-		Bin:   envOr("PGTR_BIN", filepath.Join(root, "build/san/bin/pgtoken-rotator"))}
+		Fakes: EnvOr("FAKES", filepath.Join(root, "build/tests/fakes")),
+		Bin:   EnvOr("PGTR_BIN", filepath.Join(root, "build/san/bin/pgtoken-rotator"))}
 	if err := s.start(); err != nil {
 		s.Close()
 		return nil, err
@@ -123,7 +123,8 @@ func Start(opts Options) (*Stack, error) {
 	return s, nil
 }
 
-func envOr(k, def string) string {
+// EnvOr returns the environment variable k, or def when it is unset or empty.
+func EnvOr(k, def string) string {
 	if v := os.Getenv(k); v != "" {
 		return v
 	}

@@ -2,6 +2,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <cJSON.h>
 
@@ -110,8 +111,40 @@ static void test_finds_what_was_lost(void)
     store_free(st);
 }
 
+/* A worker plans a key in the store and the queue with one time (queue_add_at): once that
+ * time has come, a resync finds the key due in both and leaves it to the queue. */
+static void test_one_planned_time(void)
+{
+    struct store *st = store_new();
+    struct queue *q = queue_new();
+    struct resync_result r;
+    int64_t due = clock_mono_ms() + 20;
+    char *k;
+
+    add(st, "a", "x", "1");
+    store_set_due(st, "a/x", due);
+    queue_add_at(q, "a/x", due);
+    T_EQ_INT(queue_delayed(q), 1);
+    while (clock_mono_ms() < due)
+        usleep(2000);
+    resync_run(&r, st, q, clock_mono_ms(), NULL, NULL);
+    T_EQ_INT(r.due, 1);
+    T_EQ_INT(r.lost, 0);
+    T_CHECK(queue_get(q, &k)); /* the queue's own timer hands it out */
+    T_EQ_STR(k, "a/x");
+    queue_done(q, k);
+    free(k);
+    /* A time already passed is now. */
+    queue_add_at(q, "a/y", clock_mono_ms() - 5);
+    T_EQ_INT(queue_len(q), 1);
+    T_EQ_INT(queue_delayed(q), 0);
+    queue_free(q);
+    store_free(st);
+}
+
 int main(void)
 {
     T_RUN(test_finds_what_was_lost);
+    T_RUN(test_one_planned_time);
     return t_done();
 }
