@@ -42,6 +42,7 @@ static const struct field fields[] = {
     { "watch.timeoutSeconds", NULL, F_LONG, O(watch_timeout_s), NULL },
     { "watch.idleTimeoutSeconds", NULL, F_LONG, O(watch_idle_timeout_s), NULL },
     { "watch.resyncSeconds", NULL, F_LONG, O(resync_s), NULL },
+    { "watch.relistSeconds", NULL, F_LONG, O(relist_s), NULL },
     { "identity.source", "--identity-source", F_STR, O(identity_source),
       "workload-identity (default) or imds (a node's managed identity)" },
     { "identity.clientId", "--client-id", F_STR, O(client_id),
@@ -105,6 +106,7 @@ void config_init(struct config *c)
     c->watch_timeout_s = 300;
     c->watch_idle_timeout_s = 120;
     c->resync_s = 60;
+    c->relist_s = 1800;
     set_str(&c->identity_source, "workload-identity");
     c->allow_controller_identity = true;
     set_str(&c->scope, "https://ossrdbms-aad.database.windows.net/.default");
@@ -391,6 +393,8 @@ int config_validate(const struct config *c)
                                     "watch.idleTimeoutSeconds >= 5");
     if (c->resync_s < 1 || c->resync_s > 86400)
         return err_set(ERR_INVALID, "watch.resyncSeconds must be from 1 to 86400");
+    if (c->relist_s < 0 || c->relist_s > 86400)
+        return err_set(ERR_INVALID, "watch.relistSeconds must be from 0 (off) to 86400");
     if (c->retry_period_s < 1 || c->renew_deadline_s * 1000 <= 1200 * c->retry_period_s ||
         c->lease_duration_s <= c->renew_deadline_s)
         return err_set(ERR_INVALID, "leaderElection: want leaseDurationSeconds > "

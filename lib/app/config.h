@@ -19,6 +19,7 @@ struct config {
     long watch_timeout_s;      /* 300 */
     long watch_idle_timeout_s; /* 120 */
     long resync_s;             /* 60: Secrets past their planned time are looked at again */
+    long relist_s;             /* 1800: a complete list again this often; 0: off */
     /* identity */
     char *identity_source;     /* "workload-identity" or "imds" */
     char *client_id;           /* imds: a user-assigned identity (default: the node's) */

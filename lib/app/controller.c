@@ -408,6 +408,7 @@ static void *watch_main(void *arg)
     struct watch_opts o = { .ns = w->ns, .label_selector = c->cfg->label_selector,
                             .timeout_s = c->cfg->watch_timeout_s,
                             .idle_timeout_s = c->cfg->watch_idle_timeout_s,
+                            .relist_s = c->cfg->relist_s,
                             .keep = &keep_annotations };
     struct watch_handler h = { .on_upsert = on_upsert, .on_delete = on_delete,
                                .on_synced = on_synced, .on_listed = on_listed, .ctx = c };

@@ -797,7 +797,7 @@ struct app {
     struct metric *logins, *login_latency;
     struct metric *pg_hits, *pg_shared, *pg_evicted, *pg_entries;
     struct metric *expiry, *next_rotation, *managed;
-    struct metric *watch_lists, *watch_restarts, *watch_events, *watch_gone;
+    struct metric *watch_lists, *watch_restarts, *watch_events, *watch_gone, *relist_found;
     struct metric *api_requests, *api_latency, *api_errors, *api_conflicts, *api_throttled;
     struct metric *queue_depth, *queue_delayed;
     struct metric *leader, *ready;
@@ -863,6 +863,7 @@ static void collect_app(struct metrics *m, void *ctx)
         metric_set(a->watch_restarts, NULL, ld(&src->watch->restarts));
         metric_set(a->watch_events, NULL, ld(&src->watch->events));
         metric_set(a->watch_gone, NULL, ld(&src->watch->gone));
+        metric_set(a->relist_found, NULL, ld(&src->watch->relist_found));
     }
     if (src->kube) {
         metric_set(a->api_errors, NULL, ld(&src->kube->errors));
@@ -958,6 +959,9 @@ int metrics_register_app(struct metrics *m, const struct metrics_sources *src)
         { &a->watch_gone, METRIC_COUNTER, P "watch_expired_total",
           "Watches the API server ended with 410 Gone (resourceVersion too old), forcing a "
           "relist.", { NULL } },
+        { &a->relist_found, METRIC_COUNTER, P "relist_found_total",
+          "Secrets a periodic relist found that the cache lacked (an earlier list or the watch "
+          "missed them, or they were created just then), and queued.", { NULL } },
         { &a->api_requests, METRIC_COUNTER, P "kube_api_requests_total",
           "Kubernetes API requests by verb (HTTP method, or watch) and status class "
           "(error: no response).", { "verb", "code" } },

@@ -208,6 +208,21 @@ bool store_delete(struct store *st, const char *key)
     return gone != NULL;
 }
 
+bool store_has(struct store *st, const char *key)
+{
+    const char *name;
+    size_t ns_len;
+    bool has = false;
+
+    if (!split_key(key, &name, &ns_len))
+        return false;
+    pthread_mutex_lock(&st->mu);
+    if (st->cap)
+        has = st->slots[find(st, key, ns_len, name)] != NULL;
+    pthread_mutex_unlock(&st->mu);
+    return has;
+}
+
 int store_get(struct kube_secret **out, struct store *st, const char *key)
 {
     struct kube_secret *s = NULL;

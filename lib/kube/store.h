@@ -34,6 +34,8 @@ void store_set_due(struct store *st, const char *key, int64_t due_ms);
  * there are. */
 size_t store_each_due(struct store *st, int64_t before_ms,
                       void (*fn)(void *ctx, const char *key), void *ctx);
+/* Whether key is cached. */
+bool store_has(struct store *st, const char *key);
 /* Removes key; true if it was there. */
 bool store_delete(struct store *st, const char *key);
 /* 0: *out is a copy (kube_secret_free it); ERR_NOTFOUND otherwise. */

@@ -11,6 +11,7 @@
 
 #include "base/backoff.h"
 #include "base/buf.h"
+#include "base/clock.h"
 #include "base/err.h"
 #include "base/json.h"
 #include "base/log.h"
@@ -30,7 +31,12 @@ struct watch_state {
     char rv[WATCH_RV_MAX];
     bool gone;      /* the stream said 410: relist */
     int error_code; /* another ERROR event */
+    bool relisting; /* a list after the first: count what the cache lacked */
+    long found;     /* Secrets this relist found that the cache lacked */
 };
+
+/* Secrets a relist names in the log, one line each; a summary line gives the count. */
+#define WATCH_FOUND_LOGGED 20
 
 /* One process-wide condition variable for every timed sleep: stops are rare, so a broadcast
  * that wakes sleepers who are not concerned costs nothing, and any stop flag works with it. */
@@ -138,6 +144,10 @@ static int upsert(struct watch_state *w, const cJSON *obj)
     if ((rc = kube_secret_from_json_keep(&s, obj, w->o ? w->o->keep : NULL)) < 0)
         return rc;
     key = kube_secret_key(s);
+    if (w->relisting && !store_has(w->st, key) && w->found++ < WATCH_FOUND_LOGGED)
+        log_warn("secret_found_by_relist", LOG_STR("key", key),
+                 LOG_STR("detail", "listed now but not cached before: an earlier list or the "
+                                   "watch missed it, or it was created just now"));
     changed = store_upsert(w->st, s);
     if (w->h->on_upsert)
         w->h->on_upsert(w->h->ctx, key, changed);
@@ -297,7 +307,7 @@ static int on_event(void *ctx, const char *line, size_t len)
 int watch_parse_event(struct store *st, const struct watch_handler *h, struct watch_stats *stats,
                       char rv[WATCH_RV_MAX], const char *line, size_t len)
 {
-    struct watch_state w = { NULL, st, NULL, h, stats, NULL, "", false, 0 };
+    struct watch_state w = { .st = st, .h = h, .stats = stats };
     int rc;
 
     memcpy(w.rv, rv, strnlen(rv, WATCH_RV_MAX - 1));
@@ -306,12 +316,18 @@ int watch_parse_event(struct store *st, const struct watch_handler *h, struct wa
     return rc;
 }
 
-static int watch_once(struct watch_state *w)
+/* Runs one watch; with periodic relists, the server ends it by the next one. */
+static int watch_once(struct watch_state *w, int64_t relist_at_ms)
 {
     struct buf path;
     long timeout = w->o->timeout_s + (long)(backoff_rand() * (double)w->o->timeout_s / 5);
     int rc;
 
+    if (relist_at_ms) {
+        int64_t left_s = (relist_at_ms - clock_mono_ms() + 999) / 1000;
+        if (left_s < timeout)
+            timeout = left_s < 1 ? 1 : (long)left_s;
+    }
     base_path(&path, w->o);
     buf_addstr(&path, "watch=1&allowWatchBookmarks=true&resourceVersion=");
     kube_query_escape(&path, w->rv);
@@ -325,9 +341,11 @@ int watch_run(struct kube_conn *k, struct store *st, const struct watch_opts *op
               const struct watch_handler *h, const atomic_bool *stop, struct watch_stats *stats)
 {
     struct watch_opts o = *opts;
-    struct watch_state w = { k, st, &o, h, stats, stop, "", false, 0 };
+    struct watch_state w = { .k = k, .st = st, .o = &o, .h = h, .stats = stats, .stop = stop };
     bool listed = false, synced = false;
     unsigned failures = 0;
+    int64_t relist_at = 0; /* when the next periodic relist is due; 0: never */
+    bool periodic = false; /* the list to come is a periodic relist */
     int rc;
 
     if (!o.timeout_s)
@@ -342,27 +360,43 @@ int watch_run(struct kube_conn *k, struct store *st, const struct watch_opts *op
         o.backoff_cap_ms = 30000;
     while (!atomic_load(stop)) {
         if (!listed) {
+            w.relisting = periodic; /* after a 410, the watch missed changes by design */
+            w.found = 0;
             rc = list_all(&w);
             if (rc == 0) {
                 listed = true;
+                periodic = false;
                 failures = 0;
+                if (o.relist_s > 0)
+                    relist_at = clock_mono_ms() + (int64_t)o.relist_s * 1000;
                 log_info("secrets_listed", LOG_STR("namespace", o.ns ? o.ns : "*"),
                          LOG_STR("resource_version", w.rv), LOG_I64("cached", store_len(st)));
+                if (w.found > 0) {
+                    atomic_fetch_add(&stats->relist_found, w.found);
+                    log_warn("relist_found", LOG_STR("namespace", o.ns ? o.ns : "*"),
+                             LOG_I64("found", (int64_t)w.found),
+                             LOG_STR("detail", "Secrets the cache lacked, now queued"));
+                }
                 if (h->on_listed)
                     h->on_listed(h->ctx);
                 if (!synced && h->on_synced)
                     h->on_synced(h->ctx);
                 synced = true;
             }
+        } else if (relist_at && clock_mono_ms() >= relist_at) {
+            listed = false; /* the periodic relist: what a list or watch missed is found */
+            periodic = true;
+            continue;
         } else {
             w.gone = false;
-            rc = watch_once(&w);
+            rc = watch_once(&w, relist_at);
             atomic_fetch_add(&stats->restarts, 1);
             if (rc == ERR_GONE || w.gone) {
                 atomic_fetch_add(&stats->gone, 1);
                 log_info("watch_expired_relisting", LOG_STR("namespace", o.ns ? o.ns : "*"),
                          LOG_STR("resource_version", w.rv));
                 listed = false;
+                periodic = false;
                 continue; /* relist at once: 410 is not a failure */
             }
             if (rc == 0) {

@@ -22,6 +22,7 @@ struct watch_opts {
     long timeout_s;              /* server-side watch timeout; default 300 (jittered) */
     long idle_timeout_s;         /* no byte for this long: reconnect; default 120 */
     int page_size;               /* list chunk; default 100 */
+    long relist_s;               /* a complete list again this often; 0: only after a 410 */
     long backoff_base_ms;        /* default 500 */
     long backoff_cap_ms;         /* default 30000 */
     const struct kube_secret_keep *keep; /* annotations the store keeps; NULL: all */
@@ -42,6 +43,7 @@ struct watch_stats {
     atomic_long restarts;  /* watch streams opened after the first */
     atomic_long events;
     atomic_long gone;      /* 410s that forced a relist */
+    atomic_long relist_found; /* Secrets a relist found that the cache lacked */
 };
 
 /* Runs until *stop is true; returns 0 then. Errors are logged and retried

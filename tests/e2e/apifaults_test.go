@@ -577,6 +577,77 @@ func TestAPISlowPagedList(t *testing.T) {
 	w.rotatedOK("slow", "late", time.Second)
 }
 
+func TestAPIListEndsEarly(t *testing.T) {
+	const managed, page = 150, 100 // the controller's pages are 100
+	covers(t, "Kubernetes API", fmt.Sprintf("a paged LIST of %d managed Secrets that ends after its first page (no continue token)", managed),
+		"with watch.relistSeconds: 0 the Secrets past the first page stay empty (nothing else finds them); with 5 the periodic relist finds them, logs them (relist_found) and counts them (relist_found_total), and every one is written")
+	needsFake(t, "ends a paged LIST early on demand")
+	dir := t.TempDir()
+	config := func(relist int) string {
+		p := filepath.Join(dir, fmt.Sprintf("relist-%d.yaml", relist))
+		if err := os.WriteFile(p, []byte(fmt.Sprintf("watch: {relistSeconds: %d}\n", relist)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	w := newWorld(t, stack.Options{}, "--config", config(0))
+	name := func(i int) string { return fmt.Sprintf("s-%03d", i) }
+	short := func() int {
+		return w.apiFault(map[string]any{"match": map[string]any{"verb": "list", "resource": "secrets"}, "drop_continue": true, "count": 1})
+	}
+	var id int
+	seq := w.restartWith("controller-norelist", func() {
+		if err := w.k.EnsureNamespace("short"); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < managed; i++ {
+			if err := w.k.CreateSecret("short", name(i), map[string]string{"pgtoken.io/managed": "true"}, w.pgAnn(), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		id = short()
+	}, "--config", config(0))
+	w.waitFired(id, fmt.Sprintf("since=%d&verb=list&resource=secrets", seq), true, 20*time.Second)
+	for i := 0; i < page; i++ {
+		w.waitSecret("short", name(i), 60*time.Second, "written", hasKeys("password"))
+	}
+	time.Sleep(8 * time.Second) // more than the relist period of the second half
+	for i := page; i < managed; i++ {
+		if sec, err := w.k.GetSecret("short", name(i)); err != nil || sec.Data["password"] != "" {
+			t.Fatalf("%s: written without a relist (%v): the fault did not cut the list", name(i), err)
+		}
+	}
+	if lists := w.apiRequests(fmt.Sprintf("since=%d&verb=list&resource=secrets", seq)); len(lists) != 1 {
+		t.Fatalf("%d LISTs without a relist; want the one cut short", len(lists))
+	}
+
+	seq = w.restartWith("controller-relist", func() { id = short() }, "--config", config(5))
+	w.waitFired(id, fmt.Sprintf("since=%d&verb=list&resource=secrets", seq), true, 20*time.Second)
+	for i := 0; i < managed; i++ {
+		w.waitSecret("short", name(i), 60*time.Second, "written", hasKeys("password"))
+	}
+	text, err := scrape(w.metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := metricValue(text, "pgtoken_rotator_relist_found_total", ""); !ok || v != managed-page {
+		t.Errorf("relist_found_total = %v (present %v); want %d", v, ok, managed-page)
+	}
+	if v, ok := metricValue(text, "pgtoken_rotator_resync_requeued_total", ""); !ok || v != 0 {
+		t.Errorf("resync_requeued_total = %v (present %v); want 0", v, ok)
+	}
+	out := w.ctrl.Output()
+	if !strings.Contains(out, `"msg":"relist_found"`) || !strings.Contains(out, `"found":50`) {
+		t.Errorf("the log has no relist_found line with found 50:\n%s", tail(out, 20))
+	}
+	if n := strings.Count(out, `"msg":"secret_found_by_relist"`); n != 20 {
+		t.Errorf("%d secret_found_by_relist lines; want 20 (the first 20 of 50)", n)
+	}
+	if !strings.Contains(out, `"key":"short/`+name(page)+`"`) {
+		t.Errorf("the log does not name %s, the first Secret past the cut", name(page))
+	}
+}
+
 // ---- hostile and malformed answers
 
 // hostile is one bad answer: a raw fault (without match and count) and what

@@ -30,6 +30,10 @@ type fault struct {
 	Count       int    `json:"count,omitempty"`
 	DelayMs     int    `json:"delay_ms,omitempty"`
 	Hang        bool   `json:"hang,omitempty"`
+	// DropContinue answers a list as the server would but without its
+	// continue token: a paged list that ends early, as a server that lost
+	// the rest of the list would answer.
+	DropContinue bool `json:"drop_continue,omitempty"`
 	Message     string `json:"message,omitempty"`
 	// Body: "status" forces a Status JSON body, "text" a plain-text one;
 	// empty picks what the real server sends for that code (plain text for
@@ -451,8 +455,8 @@ func (sv *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 			bad(400, err.Error())
 			return
 		}
-		if f.Status == 0 && f.DelayMs == 0 && !f.Hang && !f.raw() {
-			bad(400, "a fault needs status, delay_ms, hang or a raw answer")
+		if f.Status == 0 && f.DelayMs == 0 && !f.Hang && !f.raw() && !f.DropContinue {
+			bad(400, "a fault needs status, delay_ms, hang, drop_continue or a raw answer")
 			return
 		}
 		if f.raw() && (f.RawDeep < 0 || f.RawRepeat < 0 || f.rawLen() < 0) {

@@ -265,6 +265,17 @@ func TestFaults(t *testing.T) {
 	if c := <-done; c != 200 {
 		t.Fatalf("after clearing the hang: %d", c)
 	}
+	// drop_continue: a list page as usual, without its continue token; once
+	f.createSecret("ns1", "t", nil, nil)
+	f.control("POST", "faults", Obj{"match": Obj{"verb": "list", "resource": "secrets"}, "drop_continue": true, "count": 1})
+	r = f.get("/api/v1/namespaces/ns1/secrets?limit=1")
+	if names(r.obj["items"].([]any)) != "s" || r.str("metadata", "continue") != "" || r.str("metadata", "resourceVersion") == "" {
+		t.Fatalf("drop_continue: %s", r.raw)
+	}
+	r = f.get("/api/v1/namespaces/ns1/secrets?limit=1")
+	if names(r.obj["items"].([]any)) != "s" || r.str("metadata", "continue") == "" {
+		t.Fatalf("after drop_continue (count 1): %s", r.raw)
+	}
 	// watch faults answer before the stream starts
 	f.control("POST", "faults", Obj{"match": Obj{"verb": "watch"}, "status": 503, "count": 1})
 	wantStatus(t, f.get("/api/v1/secrets?watch=1"), 503, "ServiceUnavailable", "")

@@ -91,6 +91,7 @@ type reqInfo struct {
 	name        string
 	info        *resInfo
 	watch       bool
+	dropCont    bool // a drop_continue fault fired: the list page goes without its continue token
 }
 
 func isTrue(s string) bool { return s == "true" || s == "1" }
@@ -290,6 +291,7 @@ func (sv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeError(w, r, faultError(f, ri, u.Name))
 			return
 		}
+		ri.dropCont = f.DropContinue
 	}
 	sv.dispatch(w, r, ri, u, body)
 }
@@ -702,7 +704,7 @@ func (sv *Server) serveList(w http.ResponseWriter, r *http.Request, ri *reqInfo)
 		return
 	}
 	lm := Obj{"resourceVersion": strconv.FormatUint(res.rv, 10)}
-	if res.cont != "" {
+	if res.cont != "" && !ri.dropCont {
 		lm["continue"] = res.cont
 	}
 	if res.remaining != nil {

@@ -33,6 +33,7 @@ static void test_defaults_serve_aks(void)
     T_EQ_STR(c.db_sslmode, "verify-full");
     T_CHECK(c.refresh_ratio == 0.5);
     T_EQ_INT(c.resync_s, 60);
+    T_EQ_INT(c.relist_s, 1800);
     config_release(&c);
 }
 
@@ -43,7 +44,7 @@ static void test_file_then_flags(void)
                        "rotation:\n  refreshRatio: 0.4\n"
                        "loginCheck:\n  mode: best-effort\n  insecureSkipTLSVerify: true\n"
                        "log: {level: debug}\n"
-                       "watch: {resyncSeconds: 5}\n";
+                       "watch: {resyncSeconds: 5, relistSeconds: 0}\n";
     char *path = write_tmp(yaml);
     char *argv[] = { "run", "--workers", "2", "--config", path, "--namespace=team-c", NULL };
     struct config c;
@@ -65,6 +66,13 @@ static void test_file_then_flags(void)
     c.resync_s = 86401;
     T_RC(config_validate(&c), ERR_INVALID);
     c.resync_s = 86400;
+    T_EQ_INT(c.relist_s, 0); /* 0: relists only after a 410 */
+    T_RC(config_validate(&c), 0);
+    c.relist_s = 86401;
+    T_RC(config_validate(&c), ERR_INVALID);
+    T_CHECK(strstr(err_msg(), "watch.relistSeconds") != NULL);
+    c.relist_s = -1;
+    T_RC(config_validate(&c), ERR_INVALID);
     config_release(&c);
     unlink(path);
 }

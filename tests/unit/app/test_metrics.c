@@ -821,7 +821,7 @@ static void test_app_families(void)
         "login_check_cache_entries", "secret_token_expiry_timestamp_seconds",
         "secret_next_rotation_timestamp_seconds", "managed_secrets", "watch_lists_total",
         "watch_restarts_total", "watch_events_total", "watch_expired_total",
-        "kube_api_requests_total", "kube_api_request_duration_seconds", "kube_api_errors_total",
+        "relist_found_total", "kube_api_requests_total", "kube_api_request_duration_seconds", "kube_api_errors_total",
         "kube_api_conflicts_total", "kube_api_throttled_total", "workqueue_depth",
         "workqueue_delayed", "leader", "ready", "secrets_overdue", "resync_requeued_total",
     };
@@ -895,6 +895,7 @@ static void test_app_values_move(void)
     atomic_fetch_add(&f.watch.restarts, 5);
     atomic_fetch_add(&f.watch.events, 40);
     atomic_fetch_add(&f.watch.gone, 1);
+    atomic_fetch_add(&f.watch.relist_found, 3);
     ts = tokcache_stats(f.tc);
     atomic_fetch_add(&ts->requests, 4);
     atomic_fetch_add(&ts->failures, 1);
@@ -958,6 +959,7 @@ static void test_app_values_move(void)
     T_CHECK(G("watch_restarts_total", "") == 5);
     T_CHECK(G("watch_events_total", "") == 40);
     T_CHECK(G("watch_expired_total", "") == 1);
+    T_CHECK(G("relist_found_total", "") == 3);
     T_CHECK(G("kube_api_errors_total", "") == 6);
     T_CHECK(G("kube_api_conflicts_total", "") == 2);
     T_CHECK(G("kube_api_throttled_total", "") == 1);

@@ -32,6 +32,7 @@ static void test_upsert_get_delete(void)
     struct kube_secret *got = NULL;
 
     T_RC(store_get(&got, st, "a/x"), ERR_NOTFOUND);
+    T_CHECK(!store_has(st, "a/x")); /* an empty table */
     T_CHECK(!store_delete(st, "a/x"));
     T_CHECK(!store_delete(st, "no-slash"));
     T_CHECK(store_upsert(st, secret("a", "x", "1")));
@@ -40,6 +41,8 @@ static void test_upsert_get_delete(void)
     T_CHECK(store_upsert(st, secret("ab", "x", "1")));
     T_CHECK(store_upsert(st, secret("a", "bx", "1"))); /* "a/bx" and "ab/x": not confused */
     T_EQ_INT(store_len(st), 3);
+    T_CHECK(store_has(st, "a/x") && store_has(st, "ab/x") && store_has(st, "a/bx"));
+    T_CHECK(!store_has(st, "a/b") && !store_has(st, "no-slash") && !store_has(st, "b/x"));
     T_RC(store_get(&got, st, "a/x"), 0);
     if (got) {
         T_EQ_STR(got->rv, "2");
@@ -50,6 +53,7 @@ static void test_upsert_get_delete(void)
     T_CHECK(store_delete(st, "a/x"));
     T_CHECK(!store_delete(st, "a/x"));
     T_RC(store_get(&got, st, "a/x"), ERR_NOTFOUND);
+    T_CHECK(!store_has(st, "a/x"));
     T_EQ_INT(store_len(st), 2);
     store_free(st);
 }
