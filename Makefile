@@ -9,6 +9,7 @@
 # SAN=1 builds into build/san with AddressSanitizer and UndefinedBehaviorSanitizer.
 
 CC ?= cc
+PKG_CONFIG ?= pkg-config
 PREFIX ?= /usr/local
 PKGS := libcurl libcjson yaml-0.1 openssl libpq libmicrohttpd
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
@@ -28,11 +29,11 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes \
         -Wmissing-prototypes -Wvla -Wpointer-arith -Wundef -Wnull-dereference -Wdouble-promotion \
         -Wimplicit-fallthrough -Wno-format-truncation
 CPPFLAGS += -Ilib -D_GNU_SOURCE -DPGTR_VERSION='"$(VERSION)"' -DPGTR_GIT_REV='"$(GIT_REV)"' \
-            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+            $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 CFLAGS += -std=c17 $(OPT) $(WARN) -fPIE -fstack-protector-strong -fstack-clash-protection \
           -pthread -MMD -MP
 LDFLAGS += -pie -Wl,-z,relro,-z,now -Wl,--as-needed -pthread $(SANLD)
-LDLIBS += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
+LDLIBS += $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null) -lm
 
 LIB_SRC := $(sort $(wildcard lib/*/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
@@ -45,7 +46,7 @@ UNIT_HARNESS := $(BUILD)/obj/tests/unit/t.o
 BIN := $(BUILD)/bin/pgtoken-rotator
 
 .SECONDARY:
-.PHONY: all test unit demo lint deps install clean fakes
+.PHONY: all test unit unit-build demo lint deps install clean fakes
 all: $(BIN)
 ifeq ($(SAN),)
 	@mkdir -p bin && ln -sf ../$(BIN) bin/pgtoken-rotator
@@ -76,6 +77,9 @@ $(BUILD)/tests/unit/base/test_sbuf: UNIT_LDFLAGS := -Wl,--wrap=free
 
 unit: $(UNIT_BIN)
 	@tests/unit/run.sh $(UNIT_BIN)
+
+# The unit tests built and not run (packaging/cross.sh runs them under qemu).
+unit-build: $(UNIT_BIN)
 
 -include tests/pg/pg.mk
 include packaging.mk

@@ -9,6 +9,8 @@
 #   make image            build the container image offline with podman and run it
 #                         (IMAGE_REPO, IMAGE_TAG; prints SKIP and exits 0 where podman cannot work)
 #   make image-test       the image suite (tests/image/run.sh; PGTR_IMAGE_BUILD=1 also builds)
+#   make cross ARCH=arm64 the controller for another architecture into build/ARCH (packaging/cross.sh)
+#   make release          everything a release publishes, into dist/ (packaging/release.sh)
 #
 # manifests/rbac.yaml is written by hand and is the source of truth for RBAC:
 # the chart's default ClusterRole must carry exactly its rules (checked by
@@ -37,7 +39,7 @@ HELM_OLDEST := $(CURDIR)/.cache/helm-$(HELM_OLDEST_NPM_VERSION)/node_modules/hel
 IMAGE_REPO ?= ghcr.io/pgtoken-rotator/pgtoken-rotator
 IMAGE_TAG ?= $(PKG_VERSION)
 
-.PHONY: helm helm-oldest chart-lint manifests manifests-diff manifests-check chart-test image image-test
+.PHONY: cross release helm helm-oldest chart-lint manifests manifests-diff manifests-check chart-test image image-test
 
 helm: $(HELM)
 $(HELM):
@@ -98,5 +100,12 @@ image:
 
 image-test:
 	@tests/image/run.sh
+
+ARCH ?= arm64
+cross:
+	@packaging/cross.sh $(ARCH) --unit
+
+release:
+	@packaging/release.sh
 
 .DEFAULT_GOAL := $(PKG_MK_DEFAULT_GOAL)

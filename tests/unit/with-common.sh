@@ -65,10 +65,11 @@ make_work() {
 }
 
 run_bins() {
-    local rc=0 st b
+    local rc=0 st b pre
+    read -ra pre <<<"${PGTR_UNIT_EXEC:-}" # as tests/unit/run.sh
     for b in "$@"; do
         st=0
-        "$b" || st=$?
+        "${pre[@]}" "$b" || st=$?
         if [[ $st -eq 1 ]]; then
             rc=1
         elif [[ $st -ne 0 ]]; then

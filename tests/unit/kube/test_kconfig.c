@@ -923,8 +923,14 @@ static void test_exec_command_path(void)
              " command: /nonexistent/plugin}}}]\n");
     T_RC(load(&cfg, kc, NULL), 0);
     T_NO_BEARER(cfg);
-    T_RC(kube_config_cred(&c, cfg), ERR_INVALID);
-    T_EQ_STR(err_msg(), "exec plugin /nonexistent/plugin: executable not found");
+    if (getenv("PGTR_UNIT_EMULATED")) {
+        /* qemu-user runs posix_spawn's exec in a forked child, so the ENOENT is not
+         * reported back: the plugin is seen to exit 127 instead. Still an error. */
+        T_CHECK(kube_config_cred(&c, cfg) < 0);
+    } else {
+        T_RC(kube_config_cred(&c, cfg), ERR_INVALID);
+        T_EQ_STR(err_msg(), "exec plugin /nonexistent/plugin: executable not found");
+    }
     kube_config_free(cfg);
     free(kc);
     free(script);
