@@ -57,6 +57,14 @@ $(BUILD)/obj/%.o: %.c
 	@echo '  CC    $<'
 	@$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
+# The objects that embed the version and commit are rebuilt when either changes.
+VERSION_STAMP := $(BUILD)/version.stamp
+$(shell mkdir -p $(BUILD) && echo '$(VERSION) $(GIT_REV)' | cmp -s - $(VERSION_STAMP) || \
+    echo '$(VERSION) $(GIT_REV)' > $(VERSION_STAMP))
+VERSION_OBJ := $(BUILD)/obj/lib/net/http.o $(BUILD)/obj/lib/app/metrics.o \
+               $(BUILD)/obj/cmd/pgtoken-rotator/main.o
+$(VERSION_OBJ): $(VERSION_STAMP)
+
 $(BUILD)/libpgtr.a: $(LIB_OBJ)
 	@rm -f $@
 	@ar rcs $@ $^

