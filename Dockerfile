@@ -1,56 +1,56 @@
-# pgtoken-rotator's container image: built with the project's own Makefile on
-# Debian 12, run on Debian 12 slim with only the runtime libraries, as UID 65532.
+# pgtoken-rotator's container image: only the binary, the shared libraries it
+# loads, the CA bundle and a passwd entry for UID 65532 (packaging/rootfs.sh lays
+# them out), on scratch: no shell, no package manager. Built from source with
+# the project's own Makefile on Debian 12:
 #
-#   make image     (podman, offline: see tests/image/build.sh)
 #   docker build -t pgtoken-rotator --build-arg VERSION=$(cat VERSION) \
-#       --build-arg GIT_REV=$(git rev-parse --short HEAD) .
+#       --build-arg GIT_REV=$(git rev-parse --short HEAD) \
+#       --build-arg CREATED=$(date -u +%Y-%m-%dT%H:%M:%SZ) .
+#   (az acr build takes the same --build-arg flags; docker buildx --platform
+#   linux/amd64,linux/arm64 builds both architectures)
 #
-# The base images are named in full so that podman finds locally made ones
-# without a registry; Docker pulls the same names from Docker Hub.
+# The release images (both architectures in one OCI archive, from binaries built
+# here) are made offline by packaging/image.sh with the last stage of this file.
+#
+# The build image is named in full so that podman finds a locally made one
+# without a registry; Docker pulls the same name from Docker Hub.
 
 ARG BUILD_IMAGE=docker.io/library/debian:bookworm
-ARG RUNTIME_IMAGE=docker.io/library/debian:bookworm-slim
 
 # --- build ----------------------------------------------------------------------
 FROM ${BUILD_IMAGE} AS build
-# The -dev packages the controller needs (tests/deps.sh, "the controller").
+# The -dev packages the controller needs (tests/deps.sh, "the controller"), and
+# the CA bundle the image carries.
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        build-essential pkg-config \
+        build-essential pkg-config ca-certificates \
         libcurl4-openssl-dev libcjson-dev libyaml-dev libssl-dev libpq-dev libmicrohttpd-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Only what the build reads (.dockerignore keeps the rest out).
 COPY . .
 ARG GIT_REV=unknown
+# Set, it is every file's mtime in the image (reproducible layers).
+ARG SOURCE_DATE_EPOCH
 RUN make -j"$(nproc)" GIT_REV="${GIT_REV}" all \
-    && make install GIT_REV="${GIT_REV}" PREFIX=/usr/local DESTDIR=/out \
-    && strip --strip-unneeded /out/usr/local/bin/pgtoken-rotator \
-    && /out/usr/local/bin/pgtoken-rotator version
+    && build/bin/pgtoken-rotator version \
+    && packaging/rootfs.sh build/bin/pgtoken-rotator "$(dpkg --print-architecture)" /rootfs
 
-# --- runtime --------------------------------------------------------------------
-FROM ${RUNTIME_IMAGE}
-# Runtime libraries only: libcurl (HTTPS to the API server and Entra ID),
-# cJSON, libyaml, OpenSSL, libpq (the login check), libmicrohttpd (metrics and
-# health endpoints), and the CA bundle.
-RUN apt-get update \
-    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        libcurl4 libcjson1 libyaml-0-2 libssl3 libpq5 libmicrohttpd12 ca-certificates \
-    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \
-    && echo 'nonroot:x:65532:65532:nonroot:/nonexistent:/usr/sbin/nologin' >> /etc/passwd \
-    && echo 'nonroot:x:65532:' >> /etc/group
-COPY --from=build /out/usr/local/bin/pgtoken-rotator /usr/local/bin/pgtoken-rotator
-COPY LICENSE /usr/share/licenses/pgtoken-rotator/LICENSE
+# --- the image --------------------------------------------------------------------
+FROM scratch
+COPY --from=build /rootfs /
 
 ARG VERSION=unknown
 ARG GIT_REV=unknown
+# RFC 3339, e.g. $(date -u +%Y-%m-%dT%H:%M:%SZ)
+ARG CREATED=unknown
 LABEL org.opencontainers.image.title="pgtoken-rotator" \
       org.opencontainers.image.description="Keeps Kubernetes Secrets filled with fresh Entra ID tokens for Azure Database for PostgreSQL" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${GIT_REV}" \
+      org.opencontainers.image.created="${CREATED}" \
       org.opencontainers.image.source="https://github.com/pgtoken-rotator/pgtoken-rotator" \
-      org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.base.name="docker.io/library/debian:bookworm-slim"
+      org.opencontainers.image.licenses="Apache-2.0"
 
 # Numeric, so that Kubernetes' runAsNonRoot can verify it.
 USER 65532:65532

@@ -48,8 +48,8 @@ BIN := $(BUILD)/bin/pgtoken-rotator
 .SECONDARY:
 .PHONY: all test unit unit-build demo lint deps install clean fakes
 all: $(BIN)
-ifeq ($(SAN),)
-	@mkdir -p bin && ln -sf ../$(BIN) bin/pgtoken-rotator
+ifeq ($(BUILD),build)
+	@mkdir -p bin && ln -sfn ../$(BIN) bin/pgtoken-rotator
 endif
 
 $(BUILD)/obj/%.o: %.c

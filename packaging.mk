@@ -6,9 +6,13 @@
 #   make manifests        regenerate manifests/pgtoken-rotator.yaml from the chart
 #   make manifests-check  fail if manifests/ drift from the chart (or the chart from rbac.yaml)
 #   make chart-test       the chart suite (tests/chart/run.sh, TAP lines)
-#   make image            build the container image offline with podman and run it
-#                         (IMAGE_REPO, IMAGE_TAG; prints SKIP and exits 0 where podman cannot work)
-#   make image-test       the image suite (tests/image/run.sh; PGTR_IMAGE_BUILD=1 also builds)
+#   make image            the release image: both architectures from the built binaries
+#                         (build/bin, build/arm64/bin: make all cross first) in one OCI archive,
+#                         dist/pgtoken-rotator-VERSION-image.oci.tar (packaging/image.sh;
+#                         IMAGE_REPO; prints SKIP and exits 0 where podman cannot work)
+#   make image-source     the Dockerfile built from source offline with podman, then run
+#                         (tests/image/build.sh; IMAGE_REPO, IMAGE_TAG)
+#   make image-test       the image suite (tests/image/run.sh; PGTR_IMAGE_BUILD=1 also image-source)
 #   make cross ARCH=arm64 the controller for another architecture into build/ARCH (packaging/cross.sh)
 #   make release          everything a release publishes, into dist/ (packaging/release.sh)
 #
@@ -39,7 +43,7 @@ HELM_OLDEST := $(CURDIR)/.cache/helm-$(HELM_OLDEST_NPM_VERSION)/node_modules/hel
 IMAGE_REPO ?= ghcr.io/pgtoken-rotator/pgtoken-rotator
 IMAGE_TAG ?= $(PKG_VERSION)
 
-.PHONY: cross release helm helm-oldest chart-lint manifests manifests-diff manifests-check chart-test image image-test
+.PHONY: cross release helm helm-oldest chart-lint manifests manifests-diff manifests-check chart-test image image-source image-test
 
 helm: $(HELM)
 $(HELM):
@@ -93,10 +97,14 @@ manifests-check: $(HELM)
 chart-test:
 	@tests/chart/run.sh
 
-# Exit 3 from build.sh means podman cannot work here: it printed "SKIP: why".
-image:
-	@tests/image/build.sh --tag $(IMAGE_REPO):$(IMAGE_TAG); rc=$$?; \
+# Exit 3 means podman cannot work here: the script printed "SKIP: why".
+image: all
+	@packaging/image.sh --repo $(IMAGE_REPO); rc=$$?; \
 	    if [ $$rc -eq 3 ]; then echo "make image: SKIP (see the line above)"; exit 0; fi; exit $$rc
+
+image-source:
+	@tests/image/build.sh --tag $(IMAGE_REPO):$(IMAGE_TAG); rc=$$?; \
+	    if [ $$rc -eq 3 ]; then echo "make image-source: SKIP (see the line above)"; exit 0; fi; exit $$rc
 
 image-test:
 	@tests/image/run.sh
