@@ -45,7 +45,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct seen seen = { store_new(), 0, 0 };
     const struct watch_handler h = { .on_upsert = on_upsert, .on_delete = on_delete, .ctx = &seen };
-    struct watch_stats stats = { 0, 0, 0, 0 };
+    struct watch_stats stats = { 0 };
     char rv[WATCH_RV_MAX] = "";
     const char *p = (const char *)data, *end = p + size;
 
