@@ -31,7 +31,7 @@ struct watch_state {
     char rv[WATCH_RV_MAX];
     bool gone;      /* the stream said 410: relist */
     int error_code; /* another ERROR event */
-    bool relisting; /* a list after the first: count what the cache lacked */
+    bool relisting; /* a periodic relist: count what the cache lacked */
     long found;     /* Secrets this relist found that the cache lacked */
 };
 
@@ -345,7 +345,6 @@ int watch_run(struct kube_conn *k, struct store *st, const struct watch_opts *op
     bool listed = false, synced = false;
     unsigned failures = 0;
     int64_t relist_at = 0; /* when the next periodic relist is due; 0: never */
-    bool periodic = false; /* the list to come is a periodic relist */
     int rc;
 
     if (!o.timeout_s)
@@ -360,12 +359,11 @@ int watch_run(struct kube_conn *k, struct store *st, const struct watch_opts *op
         o.backoff_cap_ms = 30000;
     while (!atomic_load(stop)) {
         if (!listed) {
-            w.relisting = periodic; /* after a 410, the watch missed changes by design */
             w.found = 0;
             rc = list_all(&w);
             if (rc == 0) {
                 listed = true;
-                periodic = false;
+                w.relisting = false;
                 failures = 0;
                 if (o.relist_s > 0)
                     relist_at = clock_mono_ms() + (int64_t)o.relist_s * 1000;
@@ -385,7 +383,7 @@ int watch_run(struct kube_conn *k, struct store *st, const struct watch_opts *op
             }
         } else if (relist_at && clock_mono_ms() >= relist_at) {
             listed = false; /* the periodic relist: what a list or watch missed is found */
-            periodic = true;
+            w.relisting = true; /* not after a 410: there the watch misses changes by design */
             continue;
         } else {
             w.gone = false;
@@ -396,7 +394,7 @@ int watch_run(struct kube_conn *k, struct store *st, const struct watch_opts *op
                 log_info("watch_expired_relisting", LOG_STR("namespace", o.ns ? o.ns : "*"),
                          LOG_STR("resource_version", w.rv));
                 listed = false;
-                periodic = false;
+                w.relisting = false;
                 continue; /* relist at once: 410 is not a failure */
             }
             if (rc == 0) {
