@@ -46,7 +46,7 @@ UNIT_HARNESS := $(BUILD)/obj/tests/unit/t.o
 BIN := $(BUILD)/bin/pgtoken-rotator
 
 .SECONDARY:
-.PHONY: all test unit unit-build demo lint deps install clean fakes
+.PHONY: all test unit unit-build demo lint deps install clean fakes faults
 all: $(BIN)
 ifeq ($(BUILD),build)
 	@mkdir -p bin && ln -sfn ../$(BIN) bin/pgtoken-rotator
@@ -100,6 +100,14 @@ GOENV := GOPATH=$(CURDIR)/.cache/go GOCACHE=$(CURDIR)/.cache/go/build GOFLAGS=-m
 fakes:
 	@mkdir -p build/tests
 	cd tests && $(GOENV) go build -o ../build/tests/fakes ./fakes/cmd/fakes
+
+# Fault injection for the end-to-end tests (tests/faults): a preload that fails one
+# pthread_create. Not for sanitizer builds (ASan intercepts pthread_create).
+faults: build/tests/threadfail.so
+build/tests/threadfail.so: tests/faults/threadfail.c
+	@mkdir -p $(@D)
+	@echo '  CC    $@'
+	@$(CC) -std=c17 -O2 -Wall -Wextra -Werror -fPIC -shared -o $@ $< -ldl
 
 deps:
 	@tests/deps.sh

@@ -17,6 +17,7 @@
 #include "base/banned.h"
 
 static atomic_bool stop;
+static atomic_bool signal_done; /* the signal thread has taken its signal */
 
 static void usage(FILE *f)
 {
@@ -41,6 +42,7 @@ static void *signal_main(void *arg)
 
     if (sigwait(set, &sig) == 0)
         log_info("signal_received", LOG_STR("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"));
+    atomic_store(&signal_done, true);
     atomic_store(&stop, true);
     sleep_wake_all(); /* the main loop and every other sleeper see it at once */
     return NULL;
@@ -79,10 +81,19 @@ static int cmd_run(int argc, char **argv)
         config_release(&cfg);
         return rc == ERR_INVALID ? 2 : 1;
     }
-    pthread_create(&sig_th, NULL, signal_main, &set);
+    if ((rc = pthread_create(&sig_th, NULL, signal_main, &set)) != 0) {
+        log_error("startup_failed", LOG_STR("detail", "cannot start the signal thread"),
+                  LOG_STR("error", strerror(rc)));
+        controller_free(c);
+        http_global_cleanup();
+        config_release(&cfg);
+        return 1;
+    }
     rc = controller_run(c, &stop);
-    if (!atomic_load(&stop))
-        kill(getpid(), SIGTERM); /* wakes the sigwait thread: SIGTERM is blocked elsewhere */
+    /* The controller also stops by itself (a thread that could not start): wake
+     * the sigwait thread then (SIGTERM is blocked elsewhere). */
+    if (!atomic_load(&signal_done))
+        kill(getpid(), SIGTERM);
     pthread_join(sig_th, NULL);
     controller_free(c);
     http_global_cleanup();

@@ -477,11 +477,23 @@ static void *lease_main(void *arg)
     return NULL;
 }
 
+/* pthread_create, its error as ours: 0, or ERR_UNAVAILABLE naming the thread. */
+static int start_thread(pthread_t *out, void *(*fn)(void *), void *arg, const char *what)
+{
+    int e = pthread_create(out, NULL, fn, arg);
+
+    if (e)
+        return err_set(ERR_UNAVAILABLE, "cannot start a %s thread: %s", what, strerror(e));
+    return 0;
+}
+
 int controller_run(struct controller *c, atomic_bool *stop)
 {
     const struct config *cfg = c->cfg;
     struct worker *workers;
-    size_t nw = cfg->nnamespaces ? cfg->nnamespaces : 1;
+    size_t nw = cfg->nnamespaces ? cfg->nnamespaces : 1, nw_started = 0;
+    int nworkers = 0;
+    bool lease_started = false;
     pthread_t lease_th = 0;
     struct httpd_opts ho = { .addr = cfg->metrics_addr, .metrics = c->metrics, .ready = ready,
                              .ready_ctx = c };
@@ -505,19 +517,34 @@ int controller_run(struct controller *c, atomic_bool *stop)
         return rc;
     workers = xcalloc((size_t)cfg->workers, sizeof(*workers));
     c->watchers = xcalloc(nw, sizeof(*c->watchers));
-    if (c->lease)
-        pthread_create(&lease_th, NULL, lease_main, c);
-    for (size_t i = 0; i < nw; i++) {
-        c->watchers[i].c = c;
-        c->watchers[i].ns = cfg->nnamespaces ? cfg->namespaces[i] : NULL;
-        pthread_create(&c->watchers[i].th, NULL, watch_main, &c->watchers[i]);
+    /* A thread that cannot start (no memory for its stack, a thread limit) stops the
+     * start: the ones already running are stopped and joined below and the error
+     * returned, rather than running short of a watch or joining a thread that
+     * never was. */
+    rc = 0;
+    if (c->lease && (rc = start_thread(&lease_th, lease_main, c, "lease")) == 0)
+        lease_started = true;
+    for (; rc == 0 && nw_started < nw; nw_started++) {
+        c->watchers[nw_started].c = c;
+        c->watchers[nw_started].ns = cfg->nnamespaces ? cfg->namespaces[nw_started] : NULL;
+        if ((rc = start_thread(&c->watchers[nw_started].th, watch_main,
+                               &c->watchers[nw_started], "watch")) < 0)
+            break;
     }
-    for (int i = 0; i < cfg->workers; i++) {
-        workers[i].c = c;
-        workers[i].id = i;
-        pthread_create(&workers[i].th, NULL, worker_main, &workers[i]);
+    for (; rc == 0 && nworkers < cfg->workers; nworkers++) {
+        workers[nworkers].c = c;
+        workers[nworkers].id = nworkers;
+        if ((rc = start_thread(&workers[nworkers].th, worker_main, &workers[nworkers],
+                               "worker")) < 0)
+            break;
     }
-    log_info("controller_started", LOG_I64("watches", nw), LOG_I64("workers", cfg->workers));
+    if (rc < 0) {
+        log_error("thread_start_failed", LOG_I64("watches_started", (int64_t)nw_started),
+                  LOG_I64("workers_started", nworkers), LOG_ERR(rc));
+        atomic_store(stop, true);
+    } else {
+        log_info("controller_started", LOG_I64("watches", nw), LOG_I64("workers", cfg->workers));
+    }
     /* The main loop only proves it turns (/healthz): one wake-up a second. Whoever
      * sets *stop wakes it (sleep_wake_all); it wakes every other sleeper in turn. */
     int64_t next_resync = clock_mono_ms() + cfg->resync_s * 1000;
@@ -533,11 +560,11 @@ int controller_run(struct controller *c, atomic_bool *stop)
     sleep_wake_all();
     log_info("controller_stopping");
     queue_shutdown(c->queue);
-    for (int i = 0; i < cfg->workers; i++)
+    for (int i = 0; i < nworkers; i++)
         pthread_join(workers[i].th, NULL);
-    for (size_t i = 0; i < nw; i++)
+    for (size_t i = 0; i < nw_started; i++)
         pthread_join(c->watchers[i].th, NULL);
-    if (c->lease) { /* the Lease goes last, once nothing writes any more */
+    if (lease_started) { /* the Lease goes last, once nothing writes any more */
         atomic_store(&c->lease_stop, true);
         sleep_wake_all();
         pthread_join(lease_th, NULL);
@@ -547,5 +574,5 @@ int controller_run(struct controller *c, atomic_bool *stop)
     free(workers);
     log_info("controller_stopped", LOG_I64("rotations", atomic_load(&c->rstats.rotations)),
              LOG_I64("failures", atomic_load(&c->rstats.rotation_failures)));
-    return 0;
+    return rc;
 }

@@ -27,7 +27,9 @@ void controller_free(struct controller *c);
 
 /* Runs until *stop becomes true (its setter calls sleep_wake_all(); without
  * that, the main loop still sees it within a second). Returns 0 after a clean
- * shutdown. */
+ * shutdown; what httpd_start returns when the metrics listener cannot start;
+ * ERR_UNAVAILABLE when a thread cannot start (it then sets *stop itself, stops
+ * and joins the threads already started, and logs thread_start_failed). */
 int controller_run(struct controller *c, atomic_bool *stop);
 
 /* True once every watch has completed its first list. */

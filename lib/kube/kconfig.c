@@ -824,9 +824,15 @@ static int cluster_server(struct kube_config *cfg, const struct kc_ref *r, const
 
     if (!server)
         return missing(r, "server");
-    if ((strncmp(server, "https://", 8) || !server[8]) && (strncmp(server, "http://", 7) ||
-                                                          !server[7]))
-        return err_set(ERR_INVALID, "kubeconfig %s: %s.server must be an https:// or http:// URL",
+    /* The API client speaks only TLS (kube_client_new refuses anything else): an
+     * http:// server is refused here, where the user can be told which field. */
+    if (!strncmp(server, "http://", 7))
+        return err_set(ERR_INVALID,
+                       "kubeconfig %s: %s.server is http://; the API server must be reached over "
+                       "https://",
+                       ref_path(r), r->where);
+    if (strncmp(server, "https://", 8) || !server[8])
+        return err_set(ERR_INVALID, "kubeconfig %s: %s.server must be an https:// URL",
                        ref_path(r), r->where);
     len = strlen(server);
     while (len > 8 && server[len - 1] == '/')

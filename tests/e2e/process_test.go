@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -112,4 +113,66 @@ func TestNoCoreDumpWithTokens(t *testing.T) {
 	out, _ := os.ReadFile(logf.Name())
 	w.checkNoLeak(string(out), "shipped controller log")
 	w.shown = append(w.shown, shown{"shipped controller log", string(out)})
+}
+
+// A thread that cannot start stops the controller with a clear error and status 1:
+// it neither runs short of a watch or a worker nor joins a thread that never was.
+// A preload (tests/faults/threadfail.c) makes the K-th pthread_create of the shipped
+// binary fail, as glibc does with no memory for a stack: the signal thread
+// (K=1), then the threads controller_run starts (the watch, the workers).
+func TestThreadStartFailure(t *testing.T) {
+	if realKube() {
+		t.Skip("a process test: the fake tier covers it")
+	}
+	covers(t, "Process", "A thread cannot start (no memory for its stack, a thread limit)",
+		"the shipped binary with a preload failing its 1st to 4th pthread_create: exit status 1 within 30 s and an error naming it, never a crash, a hang or a controller short of a thread")
+	root, err := stack.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(root, "build/bin/pgtoken-rotator")
+	preload := filepath.Join(root, "build/tests/threadfail.so")
+	for _, f := range []string{bin, preload} {
+		if _, err := os.Stat(f); err != nil {
+			t.Fatalf("needed (make all faults): %v", err)
+		}
+	}
+	w := newWorld(t, stack.Options{})
+	w.stopController()
+	sawStartFailure := false
+	for k := 1; k <= 4; k++ {
+		env := append(w.s.ControllerEnv(), "LD_PRELOAD="+preload, fmt.Sprintf("PGTR_TEST_FAIL_THREAD=%d", k))
+		p, err := w.s.Spawn(fmt.Sprintf("controller-threadfail-%d", k), env, bin, w.s.ControllerArgs()...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(30 * time.Second); !p.Exited() && time.Now().Before(deadline); {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if !p.Exited() {
+			p.Stop(5 * time.Second)
+			t.Fatalf("K=%d: the controller still runs 30 s after a thread failed to start; log:\n%s", k, p.Output())
+		}
+		out := p.Output()
+		perr := p.Stop(0) // the exit error of the ended process
+		var ee *exec.ExitError
+		if !errors.As(perr, &ee) || ee.ExitCode() != 1 {
+			t.Errorf("K=%d: want exit status 1, got %v; log:\n%s", k, perr, out)
+			continue
+		}
+		log := out
+		switch {
+		case k == 1 && !strings.Contains(log, "cannot start the signal thread"):
+			t.Errorf("K=1: no startup_failed naming the signal thread; log:\n%s", log)
+		case strings.Contains(log, `"msg":"thread_start_failed"`):
+			sawStartFailure = true
+			if strings.Contains(log, `"msg":"controller_started"`) {
+				t.Errorf("K=%d: controller_started logged although a thread failed; log:\n%s", k, log)
+			}
+		}
+		w.checkNoLeak(log, fmt.Sprintf("controller log (K=%d)", k))
+	}
+	if !sawStartFailure {
+		t.Error("no run logged thread_start_failed: the controller's own threads were never the failing one")
+	}
 }

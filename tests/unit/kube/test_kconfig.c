@@ -264,7 +264,7 @@ static void test_token_file_missing(void)
     char *dir = tmp_new(), *kc = kc_user(dir, "    tokenFile: nope\n");
     char *kc2 = put(dir, "config2",
                     "current-context: x\n"
-                    "clusters: [{name: c, cluster: {server: http://127.0.0.1}}]\n"
+                    "clusters: [{name: c, cluster: {server: https://127.0.0.1}}]\n"
                     "contexts: [{name: x, context: {cluster: c, user: u}}]\n"
                     "users: [{name: u, user: {token: standin, tokenFile: later}}]\n");
     struct kube_config *cfg = NULL;
@@ -277,7 +277,7 @@ static void test_token_file_missing(void)
     log_set_fd(null);
     T_RC(load(&cfg, kc2, NULL), 0);
     if (cfg) {
-        T_EQ_STR(cfg->server, "http://127.0.0.1");
+        T_EQ_STR(cfg->server, "https://127.0.0.1");
         T_EQ_INT(cfg->cred_kind, KUBE_CRED_TOKEN_FILE);
         T_BEARER(cfg, "standin");
         free(put(dir, "later", "from-file\n"));
@@ -1078,7 +1078,10 @@ static void test_malformed(void)
           "clusters[0].cluster.server must be a string" },
         { "current-context: x\ncontexts: [{name: x, context: {cluster: c}}]\n"
           "clusters: [{name: c, cluster: {server: 'k8s:6443'}}]\n",
-          "clusters[0].cluster.server must be an https:// or http:// URL" },
+          "clusters[0].cluster.server must be an https:// URL" },
+        { "current-context: x\ncontexts: [{name: x, context: {cluster: c}}]\n"
+          "clusters: [{name: c, cluster: {server: 'http://127.0.0.1:8080'}}]\n",
+          "clusters[0].cluster.server is http://; the API server must be reached over https://" },
         { "current-context: x\ncontexts: [{name: x, context: {cluster: c}}]\n"
           "clusters: [{name: c, cluster: {server: 'https://k', tls-server-name: k}}]\n",
           "clusters[0].cluster.tls-server-name is not supported" },
