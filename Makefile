@@ -82,6 +82,8 @@ $(BUILD)/tests/unit/%: tests/unit/%.c $(UNIT_HARNESS) $(BUILD)/libpgtr.a
 
 # test_sbuf sees every free() of the library (--wrap) to check secrets are wiped first.
 $(BUILD)/tests/unit/base/test_sbuf: UNIT_LDFLAGS := -Wl,--wrap=free
+# test_json counts the library's xmalloc calls (--wrap) to check cJSON allocates with it.
+$(BUILD)/tests/unit/base/test_json: UNIT_LDFLAGS := -Wl,--wrap=xmalloc
 
 unit: $(UNIT_BIN)
 	@tests/unit/run.sh $(UNIT_BIN)

@@ -11,6 +11,18 @@
 #include "base/mem.h"
 #include "base/banned.h"
 
+/* cJSON allocates through the project's policy (out of memory aborts, lib/base/mem.h)
+ * from before main: every cJSON_Create and cJSON_Add call then either succeeds or
+ * ends the process, as every other allocation does, and none returns NULL for want
+ * of memory. A constructor, so that no program linking this library (the
+ * controller, the unit tests, the fuzzers) can forget it. */
+__attribute__((constructor)) static void json_hooks(void)
+{
+    cJSON_Hooks h = { .malloc_fn = xmalloc, .free_fn = free };
+
+    cJSON_InitHooks(&h);
+}
+
 /* One linear scan, no recursion: brackets outside strings nested deeper than
  * JSON_MAX_DEPTH (1), more than JSON_MAX_VALUES values (2: counted from above as
  * two per bracket plus one per comma), else 0 with the number of strings holding

@@ -1,5 +1,7 @@
 /* JSON helpers over cJSON: capped parsing, typed look-ups that name the bad
- * field, and string quoting for writers. */
+ * field, and string quoting for writers. Linking this module makes cJSON
+ * allocate with xmalloc (set before main): a cJSON call never fails for want
+ * of memory, the process aborts as on any other allocation. */
 #ifndef PGTR_JSON_H
 #define PGTR_JSON_H
 

@@ -236,6 +236,10 @@ static int send_event(struct kube_conn *k, const char *ns, const char *name, cJS
     char *body = cJSON_PrintUnformatted(ev);
     int rc;
 
+    if (!body) {
+        buf_release(&path);
+        return err_set(ERR_INVALID, "an Event in namespace %s could not be serialised", ns);
+    }
     buf_addstr(&path, "/api/v1/namespaces/");
     kube_query_escape(&path, ns);
     buf_addstr(&path, "/events");

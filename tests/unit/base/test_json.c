@@ -97,8 +97,38 @@ static void test_quote(void)
     buf_release(&b);
 }
 
+/* This test is linked with -Wl,--wrap=xmalloc: every xmalloc of the library
+ * comes here first, so the count shows whether cJSON allocates through it. */
+void *__real_xmalloc(size_t n);
+void *__wrap_xmalloc(size_t n);
+static size_t xmalloc_calls;
+void *__wrap_xmalloc(size_t n)
+{
+    xmalloc_calls++;
+    return __real_xmalloc(n);
+}
+
+/* cJSON allocates with xmalloc (hooks set before main), so that its create and
+ * add calls cannot fail for want of memory and leave a key silently out. */
+static void test_cjson_uses_xmalloc(void)
+{
+    size_t before = xmalloc_calls;
+    cJSON *o = cJSON_CreateObject();
+    char *text;
+
+    T_CHECK(o != NULL);
+    T_CHECK(cJSON_AddStringToObject(o, "reason", "Rotated") != NULL);
+    text = cJSON_PrintUnformatted(o);
+    T_EQ_STR(text, "{\"reason\":\"Rotated\"}");
+    /* the object, its member, the member's key and value, the printed text */
+    T_CHECK(xmalloc_calls - before >= 4);
+    cJSON_free(text);
+    cJSON_Delete(o);
+}
+
 int main(void)
 {
+    T_RUN(test_cjson_uses_xmalloc);
     T_RUN(test_parse_caps);
     T_RUN(test_nul_escape);
     T_RUN(test_value_cap);
