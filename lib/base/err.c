@@ -21,8 +21,10 @@ int err_set(int code, const char *fmt, ...)
     vsnprintf(tmp, sizeof(tmp), fmt, ap);
     va_end(ap);
     memcpy(msg, tmp, sizeof(msg));
-    if (code != ERR_UNAVAILABLE)
-        retry_after_s = 0;
+    /* A Retry-After belongs to the one error it came with: whoever has one sets it
+     * after this call. Kept across errors, a 429's wait would stretch a later,
+     * unrelated failure's retry on the same thread. */
+    retry_after_s = 0;
     return code;
 }
 

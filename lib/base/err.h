@@ -50,7 +50,9 @@ const char *err_msg(void);
 const char *err_name(int code);
 
 /* Seconds a peer asked us to wait (Retry-After) with the last ERR_UNAVAILABLE;
- * 0 when it did not say. Set by the HTTP layer, read by whoever backs off. */
+ * 0 when it did not say. Every err_set resets it: set it right after the
+ * err_set of the error it came with. Set by the HTTP layer, read by whoever
+ * backs off. */
 int64_t err_retry_after_s(void);
 void err_set_retry_after_s(int64_t s);
 
