@@ -2,7 +2,7 @@
 #   make            build bin/pgtoken-rotator
 #   make test       install what the tests need, build (also with ASan+UBSan), run every test
 #   make demo       start the local stack and watch a Secret being rotated and used
-#   make lint       clang-tidy and cppcheck
+#   make lint       clang-tidy, cppcheck, actionlint, promtool check rules (the alert rules)
 #   make deps       install build and test packages with apt (idempotent)
 #   make install    install the binary under $(PREFIX)
 #   make clean
@@ -46,7 +46,7 @@ UNIT_HARNESS := $(BUILD)/obj/tests/unit/t.o
 BIN := $(BUILD)/bin/pgtoken-rotator
 
 .SECONDARY:
-.PHONY: all test unit unit-build demo lint deps install clean fakes faults
+.PHONY: all test unit unit-build demo lint deps install clean fakes faults reliability-table
 all: $(BIN)
 ifeq ($(BUILD),build)
 	@mkdir -p bin && ln -sfn ../$(BIN) bin/pgtoken-rotator
@@ -110,6 +110,10 @@ build/tests/threadfail.so: tests/faults/threadfail.c
 	@mkdir -p $(@D)
 	@echo '  CC    $@'
 	@$(CC) -std=c17 -O2 -Wall -Wextra -Werror -fPIC -shared -o $@ $< -ldl
+
+# The README's reliability table from the last ./run test (build/test-logs).
+reliability-table:
+	cd tests && $(GOENV) go run ./reliability -write
 
 deps:
 	@tests/deps.sh

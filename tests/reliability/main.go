@@ -7,12 +7,17 @@
 // result is read from the logs tests/run wrote (build/test-logs/*.log): a row
 // says what the run said, never what someone typed.
 //
-//	go run ./reliability -logs ../build/test-logs -rows reliability/rows.tsv -readme ../README.md
+//	go run ./reliability -logs ../build/test-logs -rows reliability/rows.tsv -readme ../README.md [-write]
 //
-// The table goes between "<!-- reliability:begin -->" and
-// "<!-- reliability:end -->" in the README and to -out. It prints one TAP
-// line: "ok - reliability table ..." or "not ok - ..." when it cannot be
-// built (no rows, a declared row without a result, no markers).
+// The table goes to -out (build/test-logs/reliability.md). The test run checks
+// that the README's table (between "<!-- reliability:begin -->" and
+// "<!-- reliability:end -->") has this run's rows, in order (results and the
+// heading change with every run; the rows only with the tests); `make
+// reliability-table` (-write) puts the table of the last run in the README. It
+// prints one TAP line: "ok - reliability table ..." or "not ok - ..." when the
+// table cannot be built (no rows, a declared row without a result, no
+// markers), when a row failed or has no result, or when the README's rows are
+// not this run's.
 package main
 
 import (
@@ -276,10 +281,60 @@ func gitRev(dir string) string {
 	return strings.TrimSpace(string(out))
 }
 
+// tableRows returns the rows of a rendered table (between its header and the end)
+// as their first four cells: class, fault, how, test. Results and the heading line
+// (date, revision, counts) differ from run to run; the rows do not.
+func tableRows(table string) []string {
+	var out []string
+	for _, l := range strings.Split(table, "\n") {
+		if !strings.HasPrefix(l, "| ") || strings.HasPrefix(l, "| Class |") {
+			continue
+		}
+		cells := strings.Split(strings.ReplaceAll(l, `\|`, "\x00"), " | ")
+		if len(cells) < 6 {
+			continue
+		}
+		out = append(out, strings.Join(cells[:4], " | "))
+	}
+	return out
+}
+
+// problems lists the rows whose results fail the run: a failed result, or none
+// where one was due ("not run"; the real tier's column only when it ran).
+func problems(table string, realTier bool) []string {
+	var out []string
+	for _, l := range strings.Split(table, "\n") {
+		if !strings.HasPrefix(l, "| ") || strings.HasPrefix(l, "| Class |") {
+			continue
+		}
+		cells := strings.Split(strings.ReplaceAll(l, `\|`, "\x00"), " | ")
+		if len(cells) < 6 {
+			continue
+		}
+		name := strings.ReplaceAll(cells[3], "\x00", "|")
+		real := strings.TrimSuffix(cells[5], " |")
+		switch {
+		case strings.HasPrefix(cells[4], "**FAIL") || strings.HasPrefix(real, "**FAIL"):
+			out = append(out, name+" failed")
+		case cells[4] == "not run" || (realTier && real == "not run"):
+			out = append(out, name+" has no result")
+		}
+	}
+	return out
+}
+
+// realTierSkipped reports whether the run skipped the real kube-apiserver tier on
+// purpose (tests/suites/e2e.sh prints this line then).
+func realTierSkipped(logs string) bool {
+	b, err := os.ReadFile(filepath.Join(logs, "e2e.log"))
+	return err == nil && bytes.Contains(b, []byte("--- SKIP: RealKubeTier"))
+}
+
 func run() (string, error) {
 	logs := flag.String("logs", "../build/test-logs", "the test run's logs")
 	rowsPath := flag.String("rows", "reliability/rows.tsv", "rows proven by unit tests and fuzzers")
-	readme := flag.String("readme", "../README.md", "README to put the table in (empty: none)")
+	readme := flag.String("readme", "../README.md", "README whose table is checked (or written with -write)")
+	write := flag.Bool("write", false, "put the table in the README (make reliability-table) instead of checking it")
 	out := flag.String("out", "", "also write the table here (default: LOGS/reliability.md)")
 	flag.Parse()
 
@@ -306,15 +361,18 @@ func run() (string, error) {
 	if err := os.WriteFile(*out, []byte(table), 0o644); err != nil {
 		return "", err
 	}
-	if *readme != "" {
-		b, err := os.ReadFile(*readme)
-		if err != nil {
-			return "", err
-		}
-		i, j := bytes.Index(b, []byte(beginMark)), bytes.Index(b, []byte(endMark))
-		if i < 0 || j < i {
-			return "", fmt.Errorf("%s has no %s ... %s block", *readme, beginMark, endMark)
-		}
+	if bad := problems(table, !realTierSkipped(*logs)); len(bad) > 0 {
+		return "", fmt.Errorf("%d rows did not pass (table in %s): %s", len(bad), *out, strings.Join(bad, "; "))
+	}
+	b, err := os.ReadFile(*readme)
+	if err != nil {
+		return "", err
+	}
+	i, j := bytes.Index(b, []byte(beginMark)), bytes.Index(b, []byte(endMark))
+	if i < 0 || j < i {
+		return "", fmt.Errorf("%s has no %s ... %s block", *readme, beginMark, endMark)
+	}
+	if *write {
 		var nb bytes.Buffer
 		nb.Write(b[:i+len(beginMark)])
 		nb.WriteString("\n" + table)
@@ -322,9 +380,51 @@ func run() (string, error) {
 		if err := os.WriteFile(*readme, nb.Bytes(), 0o644); err != nil {
 			return "", err
 		}
+		return fmt.Sprintf("%d rows (%d from e2e tests), %d results passed; written to %s and %s",
+			len(rows), declared, counts[0], *out, *readme), nil
 	}
-	return fmt.Sprintf("%d rows (%d from e2e tests), %d results passed, %d failed; written to %s",
-		len(rows), declared, counts[0], counts[1], *out), nil
+	// The test run only checks: the README's rows are this run's rows.
+	have, want := tableRows(string(b[i:j])), tableRows(table)
+	if d := diffRows(have, want); d != "" {
+		return "", fmt.Errorf("the README's table is not this run's (update it: make reliability-table): %s", d)
+	}
+	return fmt.Sprintf("%d rows (%d from e2e tests), %d results passed, the README's rows are current; table in %s",
+		len(rows), declared, counts[0], *out), nil
+}
+
+// diffRows names the first few rows only one of the two lists has, or the first
+// place their order differs; "" when they are the same.
+func diffRows(have, want []string) string {
+	inHave, inWant := map[string]bool{}, map[string]bool{}
+	for _, r := range have {
+		inHave[r] = true
+	}
+	for _, r := range want {
+		inWant[r] = true
+	}
+	var d []string
+	for _, r := range want {
+		if !inHave[r] && len(d) < 5 {
+			d = append(d, "missing from the README: "+strings.ReplaceAll(r, "\x00", "|"))
+		}
+	}
+	for _, r := range have {
+		if !inWant[r] && len(d) < 10 {
+			d = append(d, "in the README, not in this run: "+strings.ReplaceAll(r, "\x00", "|"))
+		}
+	}
+	if len(d) == 0 {
+		for k := range want {
+			if k >= len(have) || have[k] != want[k] {
+				return fmt.Sprintf("row %d differs in order: %s", k+1, strings.ReplaceAll(want[k], "\x00", "|"))
+			}
+		}
+		if len(have) != len(want) {
+			return fmt.Sprintf("the README has %d rows, this run %d", len(have), len(want))
+		}
+		return ""
+	}
+	return strings.Join(d, "; ")
 }
 
 func main() {
