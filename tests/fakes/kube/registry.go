@@ -120,12 +120,78 @@ func validateName(r *resInfo, name string) []fieldErr {
 	return nil
 }
 
+// annotationsMaxBytes is the real server's cap on an object's annotations: the
+// lengths of every key and value added up (TotalAnnotationSizeLimitB).
+const annotationsMaxBytes = 256 << 10
+
+// The real server's messages for a key that is not a qualified name
+// (apimachinery's IsQualifiedName, as kube-apiserver v1.37 words them).
+const (
+	qnNameMsg    = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"
+	qnPrefixMsg  = "prefix part " + dnsSubdomainMsg
+	qnSlashesMsg = "a valid label key must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
+)
+
+var (
+	qualifiedNameRe = regexp.MustCompile(`^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$`)
+)
+
+// qualifiedNameErrs returns what the real server says of k as a qualified name
+// ([prefix/]name), in its order; nil when k is one.
+func qualifiedNameErrs(k string) []string {
+	var errs []string
+	parts := strings.Split(k, "/")
+	name := parts[0]
+	switch len(parts) {
+	case 1:
+	case 2:
+		prefix := parts[0]
+		name = parts[1]
+		if prefix == "" {
+			errs = append(errs, "prefix part must be non-empty")
+		} else {
+			if len(prefix) > 253 {
+				errs = append(errs, "prefix part must be no more than 253 bytes")
+			}
+			if !dns1123SubdomainRe.MatchString(prefix) {
+				errs = append(errs, qnPrefixMsg)
+			}
+		}
+	default:
+		return []string{qnSlashesMsg}
+	}
+	if name == "" {
+		errs = append(errs, "name part must be non-empty")
+	} else if len(name) > 63 {
+		errs = append(errs, "name part must be no more than 63 bytes")
+	}
+	if !qualifiedNameRe.MatchString(name) {
+		errs = append(errs, qnNameMsg)
+	}
+	return errs
+}
+
 func validateMetaMaps(o Obj) []fieldErr {
 	var errs []fieldErr
-	for k := range getMap(o, "metadata", "labels") {
-		if err := validLabelKey(k); err != nil {
-			errs = append(errs, fieldInvalid("metadata.labels", k, "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"))
+	for _, k := range sortedKeys(getMap(o, "metadata", "labels")) {
+		for _, msg := range qualifiedNameErrs(k) {
+			errs = append(errs, fieldInvalid("metadata.labels", k, msg))
 		}
+	}
+	// Annotations as the real server checks them (apimachinery's ValidateAnnotations):
+	// every key a qualified name once lower-cased, and keys plus values at most 256 KiB.
+	ann := getMap(o, "metadata", "annotations")
+	size := 0
+	for _, k := range sortedKeys(ann) {
+		for _, msg := range qualifiedNameErrs(strings.ToLower(k)) {
+			errs = append(errs, fieldInvalid("metadata.annotations", k, msg))
+		}
+		v, _ := ann[k].(string)
+		size += len(k) + len(v)
+	}
+	if size > annotationsMaxBytes {
+		errs = append(errs, fieldErr{"FieldValueTooLong", "metadata.annotations",
+			fmt.Sprintf("Too long: may not be more than %d bytes", annotationsMaxBytes)})
 	}
 	for _, k := range sortedKeys(getMap(o, "metadata", "labels")) {
 		v, ok := getMap(o, "metadata", "labels")[k].(string)
@@ -152,7 +218,7 @@ func validateSecret(r *resInfo, o, old Obj) []fieldErr {
 		total += len(b)
 	}
 	if total > 1<<20 {
-		errs = append(errs, fieldErr{"FieldValueTooLong", "data", "Too long: must have at most 1048576 bytes"})
+		errs = append(errs, fieldErr{"FieldValueTooLong", "data", "Too long: may not be more than 1048576 bytes"})
 	}
 	switch getStr(o, "type") {
 	case "kubernetes.io/tls":
