@@ -11,9 +11,11 @@
 #include "base/buf.h"
 #include "base/clock.h"
 #include "base/err.h"
+#include "base/hash.h"
 #include "base/json.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "base/oatab.h"
 #include "base/banned.h"
 
 #define EVENT_MESSAGE_MAX 1024
@@ -34,104 +36,54 @@ struct last_event {
     char key[];        /* "namespace/name" */
 };
 
-/* An open-addressing table (linear probing, backward-shift deletion) of
- * struct last_event, keyed by their key. */
 struct event_recorder {
     char *component;
     char *instance;
     pthread_mutex_t mu;
-    struct last_event **slots;
-    size_t cap; /* a power of two, or 0 */
-    size_t len;
+    struct oatab last; /* struct last_event, keyed by their key */
 };
 
-static uint64_t key_hash(const char *key)
+static uint64_t key_hash(const void *key, void *ctx)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-
-    for (; *key; key++)
-        h = (h ^ (unsigned char)*key) * 1099511628211ull;
-    return h ^ (h >> 29);
+    (void)ctx;
+    return hash_fold(fnv1a_str(FNV1A_INIT, key));
 }
 
-/* The slot holding key, or the empty slot where it would go (cap > 0). */
-static size_t find(const struct event_recorder *r, const char *key)
+static uint64_t entry_hash(const void *e, void *ctx)
 {
-    size_t mask = r->cap - 1, i = (size_t)key_hash(key) & mask;
-
-    while (r->slots[i] && strcmp(r->slots[i]->key, key))
-        i = (i + 1) & mask;
-    return i;
+    return key_hash(((const struct last_event *)e)->key, ctx);
 }
+
+static bool entry_matches(const void *e, const void *key, void *ctx)
+{
+    (void)ctx;
+    return !strcmp(((const struct last_event *)e)->key, key);
+}
+
+static const struct oatab_type last_type = { key_hash, entry_hash, entry_matches };
 
 static struct last_event *last_get(const struct event_recorder *r, const char *key)
 {
-    return r->cap ? r->slots[find(r, key)] : NULL;
-}
-
-static void grow(struct event_recorder *r)
-{
-    size_t ncap = r->cap ? r->cap * 2 : 64, ocap = r->cap;
-    struct last_event **old = r->slots;
-
-    /* NOLINTNEXTLINE(bugprone-sizeof-expression): the table holds pointers */
-    r->slots = xcalloc(ncap, sizeof(*r->slots));
-    r->cap = ncap;
-    for (size_t i = 0; i < ocap; i++)
-        if (old[i])
-            r->slots[find(r, old[i]->key)] = old[i];
-    free(old);
+    return oatab_get(&r->last, &last_type, NULL, key);
 }
 
 /* Puts l in the table (its key must not be there yet). */
 static void last_put(struct event_recorder *r, struct last_event *l)
 {
-    if ((r->len + 1) * 4 > r->cap * 3)
-        grow(r);
-    r->slots[find(r, l->key)] = l;
-    r->len++;
+    oatab_put(&r->last, &last_type, NULL, l);
 }
 
 /* Takes key's entry out of the table and returns it (NULL: none). */
 static struct last_event *last_del(struct event_recorder *r, const char *key)
 {
-    struct last_event *gone;
-    size_t mask, i, j;
-
-    if (!r->cap || !(gone = r->slots[i = find(r, key)]))
-        return NULL;
-    mask = r->cap - 1;
-    r->slots[i] = NULL;
-    for (j = i;;) {
-        j = (j + 1) & mask;
-        if (!r->slots[j])
-            break;
-        size_t home = (size_t)key_hash(r->slots[j]->key) & mask;
-        /* Move j back to i unless its home lies cyclically in (i, j]. */
-        if ((j > i && (home <= i || home > j)) || (j < i && home <= i && home > j)) {
-            r->slots[i] = r->slots[j];
-            r->slots[j] = NULL;
-            i = j;
-        }
-    }
-    r->len--;
-    return gone;
+    return oatab_del(&r->last, &last_type, NULL, key);
 }
 
 /* FNV-1a over reason, a NUL and message: equal texts, equal hashes; a collision
  * (2^-64) would only bump a count where a new Event was due. */
 static uint64_t what_hash(const char *reason, const char *message)
 {
-    uint64_t h = 1469598103934665603ull;
-
-    for (const char *p = reason;; p++) {
-        h = (h ^ (unsigned char)*p) * 1099511628211ull;
-        if (!*p)
-            break;
-    }
-    for (const char *p = message; *p; p++)
-        h = (h ^ (unsigned char)*p) * 1099511628211ull;
-    return h;
+    return fnv1a_str(fnv1a_bytes(FNV1A_INIT, reason, strlen(reason) + 1), message);
 }
 
 struct event_recorder *event_recorder_new(const char *component, const char *instance)
@@ -148,9 +100,9 @@ void event_recorder_free(struct event_recorder *r)
 {
     if (!r)
         return;
-    for (size_t i = 0; i < r->cap; i++)
-        free(r->slots[i]);
-    free(r->slots);
+    for (size_t i = 0; i < r->last.cap; i++)
+        free(r->last.slots[i]);
+    oatab_release(&r->last);
     pthread_mutex_destroy(&r->mu);
     free(r->component);
     free(r->instance);

@@ -7,7 +7,9 @@
 #include <time.h>
 
 #include "base/clock.h"
+#include "base/hash.h"
 #include "base/mem.h"
+#include "base/oatab.h"
 #include "base/strmap.h"
 #include "base/banned.h"
 
@@ -26,12 +28,10 @@ struct queue {
     struct strmap dirty;    /* active keys added again */
     struct timer *heap;     /* min-heap by due_ms: the waiting keys, each once */
     size_t nheap, capheap;
-    /* Where each waiting key is in the heap: an open-addressing table (linear
-     * probing, backward-shift deletion) of heap positions + 1 (0: empty slot),
-     * read through the heap's own copy of the key, so a waiting Secret costs one
-     * key, one timer and a few bytes of table. */
-    uint32_t *pos;
-    size_t pos_cap; /* a power of two, or 0 */
+    /* Where each waiting key is in the heap: a table (base/oatab.h) of heap
+     * positions + 1, read through the heap's own copy of the key, so a waiting
+     * Secret costs one key, one timer and a slot of table. */
+    struct oatab pos;
     bool shutdown;
 };
 
@@ -58,7 +58,7 @@ void queue_free(struct queue *q)
     for (size_t i = 0; i < q->nheap; i++)
         free(q->heap[i].key);
     free(q->heap);
-    free(q->pos);
+    oatab_release(&q->pos);
     strmap_clear(&q->queued, NULL);
     strmap_clear(&q->active, NULL);
     strmap_clear(&q->dirty, NULL);
@@ -99,85 +99,56 @@ void queue_add(struct queue *q, const char *key)
     pthread_mutex_unlock(&q->mu);
 }
 
-static uint64_t key_hash(const char *key)
+static uint64_t key_hash(const void *key, void *ctx)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-
-    for (; *key; key++)
-        h = (h ^ (unsigned char)*key) * 1099511628211ull;
-    return h ^ (h >> 29);
+    (void)ctx;
+    return hash_fold(fnv1a_str(FNV1A_INIT, key));
 }
 
-/* The slot of q->pos holding key, or the empty slot where it would go (pos_cap > 0). */
-static size_t pos_find(const struct queue *q, const char *key)
+/* An entry is a heap position + 1; its key is the heap's. */
+static const char *pos_key(const void *e, void *ctx)
 {
-    size_t mask = q->pos_cap - 1, i = (size_t)key_hash(key) & mask;
+    const struct queue *q = ctx;
 
-    while (q->pos[i] && strcmp(q->heap[q->pos[i] - 1].key, key))
-        i = (i + 1) & mask;
-    return i;
+    return q->heap[(uintptr_t)e - 1].key;
 }
+
+static uint64_t pos_hash(const void *e, void *ctx)
+{
+    return key_hash(pos_key(e, ctx), ctx);
+}
+
+static bool pos_matches(const void *e, const void *key, void *ctx)
+{
+    return !strcmp(pos_key(e, ctx), key);
+}
+
+static const struct oatab_type pos_type = { key_hash, pos_hash, pos_matches };
 
 /* key's position in the heap, or -1 when it is not waiting. */
-static long pos_of(const struct queue *q, const char *key)
+static long pos_of(struct queue *q, const char *key)
 {
-    uint32_t p = q->pos_cap ? q->pos[pos_find(q, key)] : 0;
+    uintptr_t p = (uintptr_t)oatab_get(&q->pos, &pos_type, q, key);
 
     return p ? (long)p - 1 : -1;
 }
 
-/* Records that heap[i] (whose key is in the table, or about to be) is at i. */
-static void pos_set(struct queue *q, size_t i)
+/* The table slot of heap[i]'s key (which is in the table). */
+static size_t pos_slot(struct queue *q, size_t i)
 {
-    q->pos[pos_find(q, q->heap[i].key)] = (uint32_t)(i + 1);
-}
-
-/* Makes room in the table for one more key. */
-static void pos_reserve(struct queue *q)
-{
-    size_t ocap = q->pos_cap;
-    uint32_t *old = q->pos;
-
-    if ((q->nheap + 1) * 4 <= q->pos_cap * 3)
-        return;
-    q->pos_cap = ocap ? ocap * 2 : 64;
-    q->pos = xcalloc(q->pos_cap, sizeof(*q->pos));
-    for (size_t i = 0; i < ocap; i++)
-        if (old[i])
-            q->pos[pos_find(q, q->heap[old[i] - 1].key)] = old[i];
-    free(old);
-}
-
-/* Drops heap[i]'s key from the table (heap[i] itself is unchanged). */
-static void pos_del(struct queue *q, size_t i)
-{
-    size_t mask = q->pos_cap - 1, s = pos_find(q, q->heap[i].key), j = s;
-
-    q->pos[s] = 0;
-    for (;;) {
-        j = (j + 1) & mask;
-        if (!q->pos[j])
-            break;
-        size_t home = (size_t)key_hash(q->heap[q->pos[j] - 1].key) & mask;
-        /* Move j back to s unless its home lies cyclically in (s, j]. */
-        if ((j > s && (home <= s || home > j)) || (j < s && home <= s && home > j)) {
-            q->pos[s] = q->pos[j];
-            q->pos[j] = 0;
-            s = j;
-        }
-    }
+    return oatab_slot(&q->pos, &pos_type, q, q->heap[i].key);
 }
 
 static void heap_swap(struct queue *q, size_t i, size_t j)
 {
     /* The table finds keys through the heap: look both up before moving them. */
-    size_t si = pos_find(q, q->heap[i].key), sj = pos_find(q, q->heap[j].key);
+    size_t si = pos_slot(q, i), sj = pos_slot(q, j);
     struct timer t = q->heap[i];
 
     q->heap[i] = q->heap[j];
     q->heap[j] = t;
-    q->pos[si] = (uint32_t)(j + 1);
-    q->pos[sj] = (uint32_t)(i + 1);
+    q->pos.slots[si] = (void *)(uintptr_t)(j + 1);
+    q->pos.slots[sj] = (void *)(uintptr_t)(i + 1);
 }
 
 static void heap_up(struct queue *q, size_t i)
@@ -212,10 +183,12 @@ static char *heap_remove(struct queue *q, size_t i)
     char *key = q->heap[i].key;
     size_t last = q->nheap - 1;
 
-    pos_del(q, i);
+    (void)oatab_del(&q->pos, &pos_type, q, key);
     if (i != last) {
+        /* heap[last]'s entry (last + 1) is found through heap[last], still in place */
+        size_t slot = pos_slot(q, last);
         q->heap[i] = q->heap[last];
-        pos_set(q, i);
+        q->pos.slots[slot] = (void *)(uintptr_t)(i + 1);
     }
     q->nheap--;
     if (i != last) {
@@ -250,11 +223,10 @@ void queue_add_at(struct queue *q, const char *key, int64_t due)
         q->heap[at].due_ms = due;
         heap_up(q, (size_t)at);
     } else {
-        pos_reserve(q);
         XGROW(q->heap, q->capheap, q->nheap + 1);
         q->heap[q->nheap].due_ms = due;
         q->heap[q->nheap].key = xstrdup(key);
-        pos_set(q, q->nheap);
+        oatab_put(&q->pos, &pos_type, q, (void *)(uintptr_t)(q->nheap + 1));
         heap_up(q, q->nheap++);
     }
     pthread_cond_broadcast(&q->cond); /* the earliest timer may have changed */
