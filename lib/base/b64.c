@@ -7,6 +7,7 @@
 
 #include "base/err.h"
 #include "base/mem.h"
+#include "base/sink.h"
 #include "base/banned.h"
 
 static const char std_alpha[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -80,7 +81,8 @@ static void enc3(char out[4], const unsigned char *p, size_t n)
     out[3] = n > 2 ? std_alpha[v & 63] : '=';
 }
 
-int b64_encode(struct buf *b, const void *data, size_t len)
+/* The one encoder; the quartets may hold secret bits: wiped after each. */
+static int encode(struct sink k, const void *data, size_t len)
 {
     const unsigned char *p = data;
     int rc = 0;
@@ -88,21 +90,18 @@ int b64_encode(struct buf *b, const void *data, size_t len)
     for (size_t i = 0; rc == 0 && i < len; i += 3) {
         char q[4];
         enc3(q, p + i, len - i);
-        rc = buf_add(b, q, 4);
+        rc = sink_add(k, q, 4);
+        OPENSSL_cleanse(q, sizeof(q));
     }
     return rc;
 }
 
+int b64_encode(struct buf *b, const void *data, size_t len)
+{
+    return encode(sink_buf(b), data, len);
+}
+
 int b64_encode_sb(struct sbuf *s, const void *data, size_t len)
 {
-    const unsigned char *p = data;
-    int rc = 0;
-
-    for (size_t i = 0; rc == 0 && i < len; i += 3) {
-        char q[4];
-        enc3(q, p + i, len - i);
-        rc = sbuf_add(s, q, 4);
-        OPENSSL_cleanse(q, sizeof(q));
-    }
-    return rc;
+    return encode(sink_sbuf(s), data, len);
 }

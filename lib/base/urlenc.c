@@ -2,7 +2,10 @@
 
 #include <stdbool.h>
 
+#include <openssl/crypto.h>
+
 #include "base/err.h"
+#include "base/sink.h"
 #include "base/banned.h"
 
 static const char hex[] = "0123456789ABCDEF";
@@ -23,40 +26,34 @@ static size_t run_len(const char *s, size_t len)
     return n;
 }
 
-int url_encode(struct buf *b, const char *s, size_t len)
+/* The one encoder; an escape may hold a secret byte: wiped after each. */
+static int encode(struct sink k, const char *s, size_t len)
 {
     int rc = 0;
 
     for (size_t i = 0; rc == 0 && i < len;) {
         size_t n = run_len(s + i, len - i);
         if (n) {
-            rc = buf_add(b, s + i, n);
+            rc = sink_add(k, s + i, n);
             i += n;
         } else {
             unsigned char c = (unsigned char)s[i++];
             char e[3] = { '%', hex[c >> 4], hex[c & 15] };
-            rc = buf_add(b, e, 3);
+            rc = sink_add(k, e, 3);
+            OPENSSL_cleanse(e, sizeof(e));
         }
     }
     return rc;
 }
 
+int url_encode(struct buf *b, const char *s, size_t len)
+{
+    return encode(sink_buf(b), s, len);
+}
+
 int url_encode_sb(struct sbuf *out, const char *s, size_t len)
 {
-    int rc = 0;
-
-    for (size_t i = 0; rc == 0 && i < len;) {
-        size_t n = run_len(s + i, len - i);
-        if (n) {
-            rc = sbuf_add(out, s + i, n);
-            i += n;
-        } else {
-            unsigned char c = (unsigned char)s[i++];
-            char e[3] = { '%', hex[c >> 4], hex[c & 15] };
-            rc = sbuf_add(out, e, 3);
-        }
-    }
-    return rc;
+    return encode(sink_sbuf(out), s, len);
 }
 
 static int hexval(char c)
