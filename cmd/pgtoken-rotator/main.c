@@ -12,7 +12,7 @@
 #include "app/controller.h"
 #include "base/err.h"
 #include "base/log.h"
-#include "kube/watch.h"
+#include "base/sleep.h"
 #include "net/http.h"
 #include "base/banned.h"
 

@@ -12,6 +12,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "base/sleep.h"
 #include "idp/idp.h"
 #include "idp/imds.h"
 #include "idp/tokcache.h"

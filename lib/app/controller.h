@@ -5,7 +5,7 @@
  * store and the queue; `workers` reconcile threads, each with its own API
  * connection, so that one slow PostgreSQL or token endpoint holds up only the
  * worker that waits on it. Shutdown: set *stop and call sleep_wake_all()
- * (kube/watch.h): every thread notices at once (a watch stream within a
+ * (base/sleep.h): every thread notices at once (a watch stream within a
  * second) and returns. Nothing polls: at rest the main loop wakes once a
  * second for /healthz, the watch when its stream speaks, workers when a
  * rotation is due. */

@@ -16,7 +16,7 @@
 #include "base/json.h"
 #include "base/log.h"
 #include "base/mem.h"
-#include "kube/watch.h"
+#include "base/sleep.h"
 #include "base/banned.h"
 
 #define LEASE_PATH_MAX 1024

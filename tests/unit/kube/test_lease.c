@@ -14,13 +14,13 @@
 #include <curl/curl.h>
 
 #include "base/clock.h"
+#include "base/sleep.h"
 #include "base/err.h"
 #include "base/json.h"
 #include "base/log.h"
 #include "kube/kclient.h"
 #include "kube/kconfig.h"
 #include "kube/lease.h"
-#include "kube/watch.h"
 #include "net/http.h"
 
 #define LEASE_S 4

@@ -6,7 +6,7 @@
 #include <unistd.h>
 
 #include "base/clock.h"
-#include "kube/watch.h"
+#include "base/sleep.h"
 
 struct sleeper {
     pthread_t th;
