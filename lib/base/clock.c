@@ -90,3 +90,30 @@ int clock_parse_rfc3339(int64_t *out, const char *s)
     *out = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + sec;
     return 0;
 }
+
+static bool digits2(const char *s)
+{
+    return s[0] >= '0' && s[0] <= '9' && s[1] >= '0' && s[1] <= '9';
+}
+
+int clock_parse_rfc3339_any(int64_t *out, const char *s)
+{
+    size_t n = strlen(s);
+    char utc[64];
+    int64_t t, off;
+
+    if (clock_parse_rfc3339(out, s) == 0)
+        return 0;
+    if (n < 25 || n >= sizeof(utc) || (s[n - 6] != '+' && s[n - 6] != '-') ||
+        !digits2(s + n - 5) || s[n - 3] != ':' || !digits2(s + n - 2))
+        return err_set(ERR_PARSE, "not an RFC 3339 time");
+    memcpy(utc, s, n - 6);
+    utc[n - 6] = 'Z';
+    utc[n - 5] = '\0';
+    if (clock_parse_rfc3339(&t, utc) < 0)
+        return ERR_PARSE;
+    off = ((s[n - 5] - '0') * 10 + (s[n - 4] - '0')) * 3600 +
+          ((s[n - 2] - '0') * 10 + (s[n - 1] - '0')) * 60;
+    *out = s[n - 6] == '+' ? t - off : t + off;
+    return 0;
+}

@@ -12,5 +12,8 @@ int64_t clock_mono_ms(void);
 void clock_rfc3339(char out[32], int64_t t);
 /* Parses RFC 3339 UTC ("...Z" or "+00:00", fraction ignored). 0 or ERR_PARSE. */
 int clock_parse_rfc3339(int64_t *out, const char *s);
+/* The same with any offset ("...+02:00", "...-05:30"), converted to UTC: what Kubernetes
+ * clients may send (an ExecCredential's expirationTimestamp). 0 or ERR_PARSE. */
+int clock_parse_rfc3339_any(int64_t *out, const char *s);
 
 #endif

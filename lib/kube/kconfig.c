@@ -26,6 +26,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "base/yaml.h"
+#include "kube/execcred.h"
 #include "base/banned.h"
 
 extern char **environ;
@@ -33,18 +34,7 @@ extern char **environ;
 #define EXEC_V1 "client.authentication.k8s.io/v1"
 #define EXEC_V1BETA1 "client.authentication.k8s.io/v1beta1"
 #define EXEC_EXTENSION "client.authentication.k8s.io/exec"
-#define EXEC_INFO_ENV "KUBERNETES_EXEC_INFO"
 #define NAMESPACE_MAX 1024
-
-struct kc_exec {
-    char *command;
-    char **argv;     /* argv[0] is the command; NULL-terminated */
-    char **env;      /* "NAME=VALUE" from the kubeconfig; NULL-terminated */
-    size_t n_env;
-    char *api_version;
-    char *info;      /* "KUBERNETES_EXEC_INFO=<ExecCredential>" */
-    long timeout_ms;
-};
 
 struct kube_auth {
     pthread_mutex_t mu;
@@ -58,7 +48,7 @@ struct kube_auth {
     int64_t read_at_ms;
     int64_t reread_ms;
     bool reread_failing;  /* a warning was logged for the current run of failures */
-    struct kc_exec exec;
+    struct kube_exec exec;
     int64_t refresh_at_s; /* wall clock; INT64_MAX when the credential does not expire */
     int64_t (*mono_ms)(void);
     int64_t (*wall_s)(void);
@@ -107,23 +97,6 @@ static bool str_eq(const char *a, const char *b)
     return (!a && !b) || (a && b && !strcmp(a, b));
 }
 
-/* Kubeconfig trees and ExecCredentials hold tokens and keys: wipe the strings
- * before cJSON frees them. */
-static void tree_wipe(cJSON *j)
-{
-    for (; j; j = j->next) {
-        if (j->valuestring)
-            OPENSSL_cleanse(j->valuestring, strlen(j->valuestring));
-        tree_wipe(j->child);
-    }
-}
-
-static void tree_free(cJSON *j)
-{
-    tree_wipe(j);
-    cJSON_Delete(j);
-}
-
 /* Reads a small file that holds no secret (a CA bundle, a namespace). */
 static int file_read(struct buf *out, const char *path)
 {
@@ -148,35 +121,6 @@ static bool file_missing(const char *path)
     struct stat st;
 
     return stat(path, &st) < 0 && errno == ENOENT;
-}
-
-/* ---- RFC 3339 with any offset (clock_parse_rfc3339 takes UTC only) ---- */
-
-static bool digits2(const char *s)
-{
-    return s[0] >= '0' && s[0] <= '9' && s[1] >= '0' && s[1] <= '9';
-}
-
-static int parse_time(int64_t *out, const char *s)
-{
-    size_t n = strlen(s);
-    char utc[64];
-    int64_t t, off;
-
-    if (clock_parse_rfc3339(out, s) == 0)
-        return 0;
-    if (n < 25 || n >= sizeof(utc) || (s[n - 6] != '+' && s[n - 6] != '-') ||
-        !digits2(s + n - 5) || s[n - 3] != ':' || !digits2(s + n - 2))
-        return err_set(ERR_PARSE, "not an RFC 3339 time");
-    memcpy(utc, s, n - 6);
-    utc[n - 6] = 'Z';
-    utc[n - 5] = '\0';
-    if (clock_parse_rfc3339(&t, utc) < 0)
-        return ERR_PARSE;
-    off = ((s[n - 5] - '0') * 10 + (s[n - 4] - '0')) * 3600 +
-          ((s[n - 2] - '0') * 10 + (s[n - 1] - '0')) * 60;
-    *out = s[n - 6] == '+' ? t - off : t + off;
-    return 0;
 }
 
 /* ---- credentials and their cache ---- */
@@ -257,269 +201,6 @@ out:
     return rc;
 }
 
-/* ---- running an exec plugin ---- */
-
-static bool env_overridden(const struct kc_exec *ex, const char *entry)
-{
-    size_t n = strcspn(entry, "=");
-
-    if (n == strlen(EXEC_INFO_ENV) && !strncmp(entry, EXEC_INFO_ENV, n))
-        return true;
-    for (size_t i = 0; i < ex->n_env; i++)
-        if (!strncmp(ex->env[i], entry, n) && ex->env[i][n] == '=')
-            return true;
-    return false;
-}
-
-/* Our environment, then the kubeconfig's env entries, then the exec info. */
-static char **exec_envp(const struct kc_exec *ex)
-{
-    size_t n = 0, k = 0;
-    char **envp;
-
-    while (environ && environ[n])
-        n++;
-    envp = xcalloc(n + ex->n_env + 2, sizeof(*envp));
-    for (size_t i = 0; i < n; i++)
-        if (!env_overridden(ex, environ[i]))
-            envp[k++] = environ[i];
-    for (size_t i = 0; i < ex->n_env; i++)
-        envp[k++] = ex->env[i];
-    envp[k] = ex->info;
-    return envp;
-}
-
-/* Starts the plugin in a process group of its own (so that a timeout kills
- * whatever it started), stdin from /dev/null, stdout to out_fd, our stderr. */
-static int exec_spawn(pid_t *pid, const struct kc_exec *ex, int out_fd)
-{
-    static const int reset[] = { SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD };
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
-    sigset_t none, def;
-    char **envp = exec_envp(ex);
-    int err;
-
-    sigemptyset(&none);
-    sigemptyset(&def);
-    for (size_t i = 0; i < sizeof(reset) / sizeof(reset[0]); i++)
-        sigaddset(&def, reset[i]);
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
-    posix_spawnattr_init(&attr);
-    posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &def);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                        POSIX_SPAWN_SETSIGDEF);
-    err = posix_spawnp(pid, ex->command, &fa, &attr, ex->argv, envp);
-    posix_spawnattr_destroy(&attr);
-    posix_spawn_file_actions_destroy(&fa);
-    free(envp);
-    if (err == ENOENT)
-        return err_set(ERR_INVALID, "exec plugin %s: executable not found", ex->command);
-    if (err)
-        return err_set(ERR_INVALID, "exec plugin %s cannot be run: %s", ex->command,
-                       strerror(err));
-    return 0;
-}
-
-/* Reads stdout until the plugin closes it. */
-static int exec_read(struct sbuf *out, int fd, const struct kc_exec *ex, int64_t deadline_ms)
-{
-    char chunk[4096];
-    int rc = 0;
-
-    for (;;) {
-        struct pollfd p = { fd, POLLIN, 0 };
-        int64_t left = deadline_ms - clock_mono_ms();
-        ssize_t n;
-
-        if (left <= 0) {
-            rc = err_set(ERR_UNAVAILABLE, "exec plugin %s timed out after %ld ms", ex->command,
-                         ex->timeout_ms);
-            break;
-        }
-        if (poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left) <= 0)
-            continue; /* EINTR or the deadline: checked above */
-        n = read(fd, chunk, sizeof(chunk));
-        if (n == 0)
-            break;
-        if (n < 0 && errno != EINTR && errno != EAGAIN) {
-            rc = err_set(ERR_IO, "exec plugin %s: reading its output: %s", ex->command,
-                         strerror(errno));
-            break;
-        }
-        if (n > 0 && sbuf_add(out, chunk, (size_t)n) < 0) {
-            rc = err_set(ERR_TOOBIG, "exec plugin %s printed more than %u bytes", ex->command,
-                         KUBE_EXEC_OUT_MAX);
-            break;
-        }
-    }
-    OPENSSL_cleanse(chunk, sizeof(chunk));
-    return rc;
-}
-
-/* Kills the plugin's process group and reaps the plugin. */
-static void exec_kill(pid_t pid)
-{
-    int status;
-
-    kill(-pid, SIGKILL);
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
-}
-
-/* Reaps the plugin, killing its group once the deadline has passed.
- * 0 with *status; ERR_UNAVAILABLE when it had to be killed. */
-static int exec_wait(int *status, pid_t pid, const struct kc_exec *ex, int64_t deadline_ms)
-{
-    for (;;) {
-        pid_t r = waitpid(pid, status, WNOHANG);
-
-        if (r == pid)
-            return 0;
-        if (r < 0 && errno != EINTR)
-            return err_set(ERR_IO, "exec plugin %s: waitpid: %s", ex->command, strerror(errno));
-        if (clock_mono_ms() >= deadline_ms) {
-            exec_kill(pid);
-            return err_set(ERR_UNAVAILABLE, "exec plugin %s timed out after %ld ms",
-                           ex->command, ex->timeout_ms);
-        }
-        poll(NULL, 0, 5);
-    }
-}
-
-static int exec_exit_status(int status, const struct kc_exec *ex)
-{
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-        return 0;
-    if (WIFEXITED(status))
-        return err_set(ERR_UNAVAILABLE, "exec plugin %s failed with exit code %d", ex->command,
-                       WEXITSTATUS(status));
-    return err_set(ERR_UNAVAILABLE, "exec plugin %s was killed by signal %d", ex->command,
-                   WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-}
-
-/* Runs the plugin. 0: *out holds its stdout. */
-static int exec_run(struct sbuf **out, const struct kc_exec *ex)
-{
-    struct sbuf *o = sbuf_new(KUBE_EXEC_OUT_MAX);
-    int64_t deadline_ms = clock_mono_ms() + ex->timeout_ms;
-    int fds[2] = { -1, -1 }, status = 0, rc;
-    pid_t pid = -1;
-
-    if (pipe2(fds, O_CLOEXEC) < 0) {
-        rc = err_set(ERR_IO, "exec plugin %s: pipe: %s", ex->command, strerror(errno));
-        goto out;
-    }
-    rc = exec_spawn(&pid, ex, fds[1]);
-    close(fds[1]);
-    if (rc < 0)
-        goto out;
-    if ((rc = exec_read(o, fds[0], ex, deadline_ms)) < 0) {
-        exec_kill(pid);
-        goto out;
-    }
-    if ((rc = exec_wait(&status, pid, ex, deadline_ms)) < 0 ||
-        (rc = exec_exit_status(status, ex)) < 0)
-        goto out;
-    *out = o;
-    o = NULL;
-out:
-    if (fds[0] >= 0)
-        close(fds[0]);
-    sbuf_free(o);
-    return rc;
-}
-
-/* A string member of the ExecCredential status: NULL when absent or "". */
-static int status_str(const char **out, const cJSON *st, const char *key, const char *cmd)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(st, key);
-
-    *out = NULL;
-    if (!v || cJSON_IsNull(v))
-        return 0;
-    if (!cJSON_IsString(v))
-        return err_set(ERR_PARSE, "exec plugin %s: status.%s is not a string", cmd, key);
-    if (*v->valuestring)
-        *out = v->valuestring;
-    return 0;
-}
-
-static int exec_status(struct kube_cred *out, int64_t *expires_at, const cJSON *st,
-                       const char *cmd)
-{
-    const char *tok, *cert, *key, *ts;
-    int rc;
-
-    if (!cJSON_IsObject(st))
-        return err_set(ERR_PARSE, "exec plugin %s did not return a status", cmd);
-    if ((rc = status_str(&tok, st, "token", cmd)) < 0 ||
-        (rc = status_str(&cert, st, "clientCertificateData", cmd)) < 0 ||
-        (rc = status_str(&key, st, "clientKeyData", cmd)) < 0 ||
-        (rc = status_str(&ts, st, "expirationTimestamp", cmd)) < 0)
-        return rc;
-    if (!tok && !cert && !key)
-        return err_set(ERR_PARSE, "exec plugin %s returned neither a token nor a certificate",
-                       cmd);
-    if (!cert != !key)
-        return err_set(ERR_PARSE, "exec plugin %s returned only one of certificate and key", cmd);
-    if (cert && (!strstr(cert, "-----BEGIN ") || !strstr(key, "-----BEGIN ")))
-        return err_set(ERR_PARSE, "exec plugin %s returned a certificate or key that is not PEM",
-                       cmd);
-    *expires_at = 0;
-    if (ts && parse_time(expires_at, ts) < 0)
-        return err_set(ERR_PARSE, "exec plugin %s: status.expirationTimestamp is not RFC 3339",
-                       cmd);
-    out->bearer = tok ? sbuf_from(tok, strlen(tok)) : NULL;
-    out->cert_pem = cert ? xstrdup(cert) : NULL;
-    out->key_pem = key ? sbuf_from(key, strlen(key)) : NULL;
-    return 0;
-}
-
-/* Decodes the plugin's stdout. *expires_at is 0 when it did not say. */
-static int exec_parse(struct kube_cred *out, int64_t *expires_at, const struct sbuf *raw,
-                      const struct kc_exec *ex)
-{
-    cJSON *j = NULL;
-    const char *kind, *ver;
-    int rc;
-
-    if (json_parse(&j, sbuf_expose(raw), sbuf_len(raw), KUBE_EXEC_OUT_MAX) < 0) {
-        rc = err_wrap(ERR_PARSE, "exec plugin %s: output is not an ExecCredential", ex->command);
-        goto out;
-    }
-    kind = json_str(j, "kind");
-    ver = json_str(j, "apiVersion");
-    if (!kind || strcmp(kind, "ExecCredential")) {
-        rc = err_set(ERR_PARSE, "exec plugin %s: output is not an ExecCredential", ex->command);
-        goto out;
-    }
-    if (!ver || strcmp(ver, ex->api_version)) {
-        rc = err_set(ERR_PARSE, "exec plugin %s did not answer in the configured apiVersion %s",
-                     ex->command, ex->api_version);
-        goto out;
-    }
-    rc = exec_status(out, expires_at, json_obj(j, "status"), ex->command);
-out:
-    tree_free(j);
-    return rc;
-}
-
-int kube_exec_credential_parse(struct kube_cred *out, int64_t *expires_at, const char *text,
-                               size_t len, const char *api_version)
-{
-    struct kc_exec ex = { .command = (char *)"(exec plugin)", .api_version = (char *)api_version };
-    struct sbuf *raw = sbuf_from(text, len);
-    int rc = exec_parse(out, expires_at, raw, &ex);
-
-    sbuf_free(raw);
-    return rc;
-}
-
 /* When to run the plugin again: KUBE_EXEC_EXPIRY_SKEW_S before expiry, but no
  * sooner than expiry itself for a credential given that close to it (no
  * back-to-back runs). */
@@ -542,8 +223,8 @@ static int exec_refresh(struct kube_auth *a)
 
     if (a->fresh && a->wall_s() < a->refresh_at_s)
         return 0;
-    if ((rc = exec_run(&raw, &a->exec)) < 0 ||
-        (rc = exec_parse(&c, &expires_at, raw, &a->exec)) < 0)
+    if ((rc = kube_exec_run(&raw, &a->exec)) < 0 ||
+        (rc = kube_exec_parse(&c, &expires_at, raw, &a->exec)) < 0)
         goto out;
     a->refresh_at_s = exec_refresh_at(expires_at, a->wall_s());
     a->fresh = true;
@@ -713,7 +394,7 @@ static int set_add(struct kc_set *s, const char *path)
     s->files[s->n++] = f;
     f.tree = NULL;
 out:
-    tree_free(f.tree);
+    json_wipe_delete(f.tree);
     sbuf_free(raw);
     return rc;
 }
@@ -752,7 +433,7 @@ static void set_release(struct kc_set *s)
     for (size_t i = 0; i < s->n; i++) {
         free(s->files[i].path);
         free(s->files[i].dir);
-        tree_free(s->files[i].tree);
+        json_wipe_delete(s->files[i].tree);
     }
     free(s->files);
 }
@@ -883,7 +564,7 @@ static int exec_mode(const struct kc_ref *e, const char *ver, const char *mode)
                    e->file->path, e->where);
 }
 
-static int exec_args(struct kc_exec *ex, const struct kc_ref *e)
+static int exec_args(struct kube_exec *ex, const struct kc_ref *e)
 {
     const cJSON *arr = cJSON_GetObjectItemCaseSensitive(e->obj, "args"), *v;
     size_t n = 1;
@@ -902,7 +583,7 @@ static int exec_args(struct kc_exec *ex, const struct kc_ref *e)
     return 0;
 }
 
-static int exec_env(struct kc_exec *ex, const struct kc_ref *e)
+static int exec_env(struct kube_exec *ex, const struct kc_ref *e)
 {
     const cJSON *arr = cJSON_GetObjectItemCaseSensitive(e->obj, "env"), *v;
 
@@ -954,7 +635,7 @@ static int exec_info_cluster(cJSON *c, const struct kube_config *cfg, const stru
 }
 
 /* The KUBERNETES_EXEC_INFO value, built once: our spec never changes. */
-static int exec_info(struct kc_exec *ex, const struct kube_config *cfg,
+static int exec_info(struct kube_exec *ex, const struct kube_config *cfg,
                      const struct kc_ref *cluster, bool provide)
 {
     cJSON *j = cJSON_CreateObject(), *spec;
@@ -968,9 +649,9 @@ static int exec_info(struct kc_exec *ex, const struct kube_config *cfg,
         rc = exec_info_cluster(cJSON_AddObjectToObject(spec, "cluster"), cfg, cluster);
     cJSON_AddFalseToObject(spec, "interactive");
     if (rc == 0 && !(text = cJSON_PrintUnformatted(j)))
-        rc = err_set(ERR_IO, "out of memory encoding %s", EXEC_INFO_ENV);
+        rc = err_set(ERR_IO, "out of memory encoding %s", KUBE_EXEC_INFO_ENV);
     if (rc == 0)
-        ex->info = strf("%s=%s", EXEC_INFO_ENV, text);
+        ex->info = strf("%s=%s", KUBE_EXEC_INFO_ENV, text);
     cJSON_free(text);
     cJSON_Delete(j);
     return rc;
@@ -978,7 +659,7 @@ static int exec_info(struct kc_exec *ex, const struct kube_config *cfg,
 
 static int exec_load(struct kube_config *cfg, const struct kc_ref *u, const struct kc_ref *cluster)
 {
-    struct kc_exec *ex = &cfg->auth_->exec;
+    struct kube_exec *ex = &cfg->auth_->exec;
     struct kc_ref e = *u;
     const char *cmd, *ver, *mode;
     bool provide;
@@ -1007,22 +688,6 @@ static int exec_load(struct kube_config *cfg, const struct kc_ref *u, const stru
     if ((rc = exec_args(ex, &e)) < 0 || (rc = exec_env(ex, &e)) < 0)
         return rc;
     return exec_info(ex, cfg, cluster, provide);
-}
-
-static void exec_release(struct kc_exec *ex)
-{
-    for (size_t i = 0; ex->argv && ex->argv[i]; i++)
-        free(ex->argv[i]);
-    for (size_t i = 0; i < ex->n_env; i++)
-        free(ex->env[i]);
-    free(ex->argv);
-    free(ex->env);
-    free(ex->command);
-    free(ex->api_version);
-    free(ex->info);
-    ex->argv = ex->env = NULL;
-    ex->n_env = 0;
-    ex->command = ex->api_version = ex->info = NULL;
 }
 
 /* ---- user ---- */
@@ -1091,7 +756,7 @@ static int user_load(struct kube_config *cfg, const struct kc_ref *u, const stru
     if ((rc = exec_load(cfg, u, cluster)) < 0)
         return rc;
     if (cfg->cred_kind != KUBE_CRED_NONE || cfg->cert_pem || cfg->cert_file) {
-        exec_release(&cfg->auth_->exec); /* a token or certificate wins, as in client-go */
+        kube_exec_release(&cfg->auth_->exec); /* a token or certificate wins, as in client-go */
         return 0;
     }
     cfg->cred_kind = KUBE_CRED_EXEC;
@@ -1307,7 +972,7 @@ void kube_config_free(struct kube_config *cfg)
     sbuf_free(a->key_pem);
     free(a->cert_pem);
     free(a->token_file);
-    exec_release(&a->exec);
+    kube_exec_release(&a->exec);
     pthread_mutex_destroy(&a->mu);
     free(a);
     free(cfg->path);

@@ -186,13 +186,6 @@ int kube_config_http_opts(struct http_opts *out, const struct kube_config *cfg);
  * http client. */
 void kube_cred_tls(struct http_tls *tls, const struct kube_cred *c);
 
-/* Reads an exec plugin's stdout as kube_config_cred does: an ExecCredential of api_version
- * with status.token, or status.clientCertificateData and clientKeyData (PEM), or both. 0: *out
- * (which must be empty) holds them, *expires_at is status.expirationTimestamp (RFC 3339, any
- * offset) or 0 when absent. ERR_PARSE otherwise. Exposed for tests and fuzzing. */
-int kube_exec_credential_parse(struct kube_cred *out, int64_t *expires_at, const char *text,
-                               size_t len, const char *api_version);
-
 /* "none", "token", "token_file" or "exec", for logs. */
 const char *kube_cred_kind_name(enum kube_cred_kind kind);
 

@@ -1,4 +1,4 @@
-/* An exec plugin's stdout (kube_exec_credential_parse, kube/kconfig.h): the ExecCredential
+/* An exec plugin's stdout (kube_exec_credential_parse, kube/execcred.h): the ExecCredential
  * kube_config_cred reads from plugins such as kubelogin. The first byte's low bit picks the
  * configured apiVersion (v1 or v1beta1); the rest is the output. Invariants: 0 or ERR_PARSE;
  * a credential is a token, or a PEM certificate with its key, or both; an expiry written in UTC
@@ -10,7 +10,7 @@
 #include "base/err.h"
 #include "base/json.h"
 #include "base/sbuf.h"
-#include "kube/kconfig.h"
+#include "kube/execcred.h"
 #include "fuzz.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)

@@ -22,6 +22,22 @@ static void test_rfc3339(void)
     T_RC(clock_parse_rfc3339(&t, "yesterday"), ERR_PARSE);
 }
 
+/* Any offset, converted to UTC; what is not RFC 3339 stays refused. */
+static void test_rfc3339_any(void)
+{
+    int64_t t;
+
+    T_RC(clock_parse_rfc3339_any(&t, "2024-02-29T01:00:00+01:00"), 0);
+    T_EQ_INT(t, 1709164800);
+    T_RC(clock_parse_rfc3339_any(&t, "2024-02-28T18:30:00-05:30"), 0);
+    T_EQ_INT(t, 1709164800);
+    T_RC(clock_parse_rfc3339_any(&t, "2024-02-29T00:00:00Z"), 0);
+    T_EQ_INT(t, 1709164800);
+    T_RC(clock_parse_rfc3339_any(&t, "2024-02-29T00:00:00+0100"), ERR_PARSE);
+    T_RC(clock_parse_rfc3339_any(&t, "2024-02-29T00:00:00+1x:00"), ERR_PARSE);
+    T_RC(clock_parse_rfc3339_any(&t, "+01:00"), ERR_PARSE);
+}
+
 static void test_backoff(void)
 {
     T_EQ_INT(backoff_ms(0, 1000, 60000, 0.999999), 999);
@@ -39,6 +55,7 @@ static void test_backoff(void)
 int main(void)
 {
     T_RUN(test_rfc3339);
+    T_RUN(test_rfc3339_any);
     T_RUN(test_backoff);
     return t_done();
 }
