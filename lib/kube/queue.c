@@ -125,6 +125,14 @@ static bool pos_matches(const void *e, const void *key, void *ctx)
 
 static const struct oatab_type pos_type = { key_hash, pos_hash, pos_matches };
 
+/* The table entry of heap position i: i + 1 as a pointer-sized value (never NULL, never
+ * dereferenced: the table only hands it back to pos_key). */
+static void *pos_entry(size_t i)
+{
+    /* NOLINTNEXTLINE(performance-no-int-to-ptr): a position, not an address */
+    return (void *)(uintptr_t)(i + 1);
+}
+
 /* key's position in the heap, or -1 when it is not waiting. */
 static long pos_of(struct queue *q, const char *key)
 {
@@ -147,8 +155,8 @@ static void heap_swap(struct queue *q, size_t i, size_t j)
 
     q->heap[i] = q->heap[j];
     q->heap[j] = t;
-    q->pos.slots[si] = (void *)(uintptr_t)(j + 1);
-    q->pos.slots[sj] = (void *)(uintptr_t)(i + 1);
+    q->pos.slots[si] = pos_entry(j);
+    q->pos.slots[sj] = pos_entry(i);
 }
 
 static void heap_up(struct queue *q, size_t i)
@@ -188,7 +196,7 @@ static char *heap_remove(struct queue *q, size_t i)
         /* heap[last]'s entry (last + 1) is found through heap[last], still in place */
         size_t slot = pos_slot(q, last);
         q->heap[i] = q->heap[last];
-        q->pos.slots[slot] = (void *)(uintptr_t)(i + 1);
+        q->pos.slots[slot] = pos_entry(i);
     }
     q->nheap--;
     if (i != last) {
@@ -226,7 +234,7 @@ void queue_add_at(struct queue *q, const char *key, int64_t due)
         XGROW(q->heap, q->capheap, q->nheap + 1);
         q->heap[q->nheap].due_ms = due;
         q->heap[q->nheap].key = xstrdup(key);
-        oatab_put(&q->pos, &pos_type, q, (void *)(uintptr_t)(q->nheap + 1));
+        oatab_put(&q->pos, &pos_type, q, pos_entry(q->nheap));
         heap_up(q, q->nheap++);
     }
     pthread_cond_broadcast(&q->cond); /* the earliest timer may have changed */
