@@ -75,6 +75,7 @@ static int cmd_run(int argc, char **argv)
     }
     lvl = log_parse_level(cfg.log_level);
     log_set_level((enum log_level)lvl);
+    log_set_format((enum log_format)log_parse_format(cfg.log_format));
     signal(SIGPIPE, SIG_IGN);
     if ((rc = http_global_init()) < 0 || (rc = controller_new(&c, &cfg)) < 0) {
         log_error("startup_failed", LOG_ERR(rc));

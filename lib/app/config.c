@@ -74,6 +74,8 @@ static const struct field fields[] = {
     { "loginCheck.insecureSkipTLSVerify", "--insecure-skip-db-tls-verify", F_BOOL,
       O(insecure_skip_db_tls_verify), "INSECURE: do not verify PostgreSQL's certificate" },
     { "log.level", "--log-level", F_STR, O(log_level), "debug, info (default), warn, error" },
+    { "log.format", "--log-format", F_STR, O(log_format),
+      "json (default: one object per line) or text (one line for people)" },
     { "metrics.address", "--metrics-addr", F_STR, O(metrics_addr),
       "serve /metrics, /healthz, /readyz on host:port or :port (default off)" },
     { "leaderElection.enabled", "--leader-elect", F_BOOL, O(leader_elect),
@@ -118,6 +120,7 @@ void config_init(struct config *c)
     set_str(&c->db_sslmode, "verify-full");
     c->db_connect_timeout_s = 10;
     set_str(&c->log_level, "info");
+    set_str(&c->log_format, "json");
     set_str(&c->metrics_addr, "");
     set_str(&c->lease_name, "pgtoken-rotator");
     c->lease_duration_s = 15;
@@ -376,6 +379,8 @@ int config_validate(const struct config *c)
 {
     if (log_parse_level(c->log_level) < 0)
         return err_set(ERR_INVALID, "log.level %s: must be debug, info, warn or error", c->log_level);
+    if (log_parse_format(c->log_format) < 0)
+        return err_set(ERR_INVALID, "log.format %s: must be json or text", c->log_format);
     if (c->workers < 1 || c->workers > 256)
         return err_set(ERR_INVALID, "workers must be from 1 to 256");
     if (strcmp(c->identity_source, "workload-identity") && strcmp(c->identity_source, "imds"))

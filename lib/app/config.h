@@ -50,6 +50,7 @@ struct config {
     long retry_period_s;       /* 2 */
     /* logging */
     char *log_level;           /* info */
+    char *log_format;          /* json (one object per line) or text (for people) */
     /* identity of this replica for Events */
     char *instance;            /* POD_NAME or the host name */
 };

@@ -11,8 +11,10 @@
 
 #include "base/clock.h"
 #include "base/err.h"
+#include "base/latency_hist.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "base/proc.h"
 #include "base/strmap.h"
 #include "idp/tokcache.h"
 #include "kube/kclient.h"
@@ -35,7 +37,7 @@
 struct series {
     char **values;     /* one per label name */
     double value;      /* counter, gauge */
-    double sum;        /* histogram, summary */
+    double sum;        /* histogram */
     uint64_t count;
     uint64_t *buckets; /* histogram: observations per bucket (not cumulative); [nbounds] is +Inf */
 };
@@ -168,8 +170,7 @@ static int family_new(struct metric **out, struct metrics *m, enum metric_type t
                            METRICS_MAX_LABELS);
         if (!name_ok(l, false) || !strncmp(l, "__", 2))
             return err_set(ERR_INVALID, "metric %s: label name \"%s\" is not valid", name, l);
-        if ((type == METRIC_HISTOGRAM && !strcmp(l, "le")) ||
-            (type == METRIC_SUMMARY && !strcmp(l, "quantile")))
+        if (type == METRIC_HISTOGRAM && !strcmp(l, "le"))
             return err_set(ERR_INVALID, "metric %s: label name \"%s\" is reserved", name, l);
         for (size_t j = 0; j < n; j++)
             if (!strcmp(labels[j], l))
@@ -227,12 +228,6 @@ int metrics_histogram(struct metric **out, struct metrics *m, const char *name, 
                       const char *const *labels, const double *bounds, size_t nbounds)
 {
     return family_new(out, m, METRIC_HISTOGRAM, name, help, labels, bounds, nbounds);
-}
-
-int metrics_summary(struct metric **out, struct metrics *m, const char *name, const char *help,
-                    const char *const *labels)
-{
-    return family_new(out, m, METRIC_SUMMARY, name, help, labels, NULL, 0);
 }
 
 /* An unambiguous key for a combination of label values: each value as its
@@ -302,9 +297,7 @@ static void update(struct metric *f, const char *const *values, enum op op, doub
 
     if (!f)
         return;
-    if (op == OP_OBSERVE && f->type != METRIC_HISTOGRAM && f->type != METRIC_SUMMARY)
-        return;
-    if (op != OP_OBSERVE && (f->type == METRIC_HISTOGRAM || f->type == METRIC_SUMMARY))
+    if ((op == OP_OBSERVE) != (f->type == METRIC_HISTOGRAM))
         return;
     if (op == OP_ADD && f->type == METRIC_COUNTER && !(v >= 0))
         return;
@@ -315,14 +308,12 @@ static void update(struct metric *f, const char *const *values, enum op op, doub
         } else if (op == OP_SET) {
             s->value = v;
         } else {
+            size_t i = 0;
             s->sum += v;
             s->count++;
-            if (f->type == METRIC_HISTOGRAM) {
-                size_t i = 0;
-                while (i < f->nbounds && !(v <= f->bounds[i]))
-                    i++;
-                s->buckets[i]++;
-            }
+            while (i < f->nbounds && !(v <= f->bounds[i]))
+                i++;
+            s->buckets[i]++;
         }
     }
     pthread_mutex_unlock(&f->reg->mu);
@@ -348,17 +339,20 @@ void metric_observe(struct metric *f, const char *const *values, double v)
     update(f, values, OP_OBSERVE, v);
 }
 
-void metric_set_sum_count(struct metric *f, const char *const *values, double sum,
-                          uint64_t count)
+void metric_set_histogram(struct metric *f, const char *const *values, const uint64_t *buckets,
+                          size_t nbuckets, double sum)
 {
     struct series *s;
 
-    if (!f || f->type != METRIC_SUMMARY)
+    if (!f || f->type != METRIC_HISTOGRAM || !buckets || nbuckets != f->nbounds + 1)
         return;
     pthread_mutex_lock(&f->reg->mu);
     if ((s = series_get(f, values, true))) {
+        s->count = 0;
+        for (size_t i = 0; i < nbuckets; i++)
+            s->count += buckets[i];
+        memcpy(s->buckets, buckets, nbuckets * sizeof(*buckets));
         s->sum = sum;
-        s->count = count;
     }
     pthread_mutex_unlock(&f->reg->mu);
 }
@@ -395,7 +389,7 @@ double metric_value(struct metric *f, const char *const *values)
         return 0;
     pthread_mutex_lock(&f->reg->mu);
     if ((s = series_get(f, values, false)))
-        v = f->type == METRIC_HISTOGRAM || f->type == METRIC_SUMMARY ? (double)s->count : s->value;
+        v = f->type == METRIC_HISTOGRAM ? (double)s->count : s->value;
     pthread_mutex_unlock(&f->reg->mu);
     return v;
 }
@@ -602,7 +596,6 @@ static const char *type_name(enum metric_type t)
     case METRIC_COUNTER: return "counter";
     case METRIC_GAUGE: return "gauge";
     case METRIC_HISTOGRAM: return "histogram";
-    case METRIC_SUMMARY: return "summary";
     }
     return "untyped";
 }
@@ -631,17 +624,15 @@ static int render_family(struct buf *b, const struct metric *f)
             rc = add_sample(b, f, "", s, NULL, NULL, s->value);
             continue;
         }
-        if (f->type == METRIC_HISTOGRAM) {
-            uint64_t cum = 0;
-            char le[40];
-            for (size_t j = 0; j < f->nbounds && rc == 0; j++) {
-                cum += s->buckets[j];
-                fmt_value(le, f->bounds[j]);
-                rc = add_sample(b, f, "_bucket", s, "le", le, (double)cum);
-            }
-            if (rc == 0)
-                rc = add_sample(b, f, "_bucket", s, "le", "+Inf", (double)s->count);
+        uint64_t cum = 0;
+        char le[40];
+        for (size_t j = 0; j < f->nbounds && rc == 0; j++) {
+            cum += s->buckets[j];
+            fmt_value(le, f->bounds[j]);
+            rc = add_sample(b, f, "_bucket", s, "le", le, (double)cum);
         }
+        if (rc == 0)
+            rc = add_sample(b, f, "_bucket", s, "le", "+Inf", (double)s->count);
         if (rc == 0)
             rc = add_sample(b, f, "_sum", s, NULL, NULL, s->sum);
         if (rc == 0)
@@ -782,11 +773,12 @@ static const char *const login_results[] = { "ok", "rejected", "unreachable", "t
 static const char *const failure_reasons[] = { "TokenFailed", "LoginFailed", "InvalidConfig",
                                                "WriteFailed", "Other" };
 #define N_REASONS (sizeof(failure_reasons) / sizeof(failure_reasons[0]))
-static const char *const api_verbs[] = { "get", "post", "put", "patch", "delete", "watch" };
-#define N_VERBS (sizeof(api_verbs) / sizeof(api_verbs[0]))
-/* Kubernetes API latency buckets (seconds): client-go's request-latency
- * buckets, trimmed to what one request of ours can take. */
-static const double api_buckets[] = { 0.005, 0.025, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60 };
+enum { VERB_GET, VERB_POST, VERB_PUT, VERB_PATCH, VERB_DELETE, VERB_WATCH, VERB_OTHER, N_VERBS };
+static const char *const api_verbs[N_VERBS] = {
+    [VERB_GET] = "get",       [VERB_POST] = "post",   [VERB_PUT] = "put",
+    [VERB_PATCH] = "patch",   [VERB_DELETE] = "delete", [VERB_WATCH] = "watch",
+    [VERB_OTHER] = "other",
+};
 
 struct app {
     struct metrics_sources src;
@@ -796,12 +788,16 @@ struct app {
     struct metric *token_requests, *token_hits, *token_latency;
     struct metric *logins, *login_latency;
     struct metric *pg_hits, *pg_shared, *pg_evicted, *pg_entries;
-    struct metric *expiry, *next_rotation, *managed;
+    struct metric *expiry, *next_rotation, *secret_ready, *managed;
     struct metric *watch_lists, *watch_restarts, *watch_events, *watch_gone, *relist_found;
     struct metric *api_requests, *api_latency, *api_errors, *api_conflicts, *api_throttled;
     struct metric *queue_depth, *queue_delayed;
     struct metric *leader, *ready;
     struct metric *overdue, *resync_requeued;
+    struct metric *cpu, *rss, *vsize, *open_fds, *max_fds, *start_time;
+    /* API request latency by verb (api_verbs; watches are not timed), observed
+     * without a lock by the workers' metrics_api_request, copied at scrape time. */
+    struct latency_hist api_hist[N_VERBS];
 };
 
 static void app_free(struct app *a)
@@ -818,6 +814,31 @@ static double ld(atomic_long *v)
     return (double)atomic_load(v);
 }
 
+static void set_histogram(struct metric *f, const char *const *values,
+                          const struct latency_hist *h)
+{
+    struct latency_hist_snapshot snap;
+
+    latency_hist_read(&snap, h);
+    metric_set_histogram(f, values, snap.buckets, LATENCY_HIST_NBOUNDS + 1, snap.sum_s);
+}
+
+/* The process families, as the Prometheus client libraries' process collector
+ * exports them. Without /proc (not Linux) they are described with no series. */
+static void collect_process(struct app *a)
+{
+    struct proc_stats ps;
+
+    if (proc_stats_read(&ps) < 0)
+        return;
+    metric_set(a->cpu, NULL, ps.cpu_seconds);
+    metric_set(a->rss, NULL, ps.resident_bytes);
+    metric_set(a->vsize, NULL, ps.virtual_bytes);
+    metric_set(a->open_fds, NULL, ps.open_fds);
+    metric_set(a->max_fds, NULL, ps.max_fds);
+    metric_set(a->start_time, NULL, ps.start_time);
+}
+
 static void collect_app(struct metrics *m, void *ctx)
 {
     struct app *a = ctx;
@@ -826,18 +847,14 @@ static void collect_app(struct metrics *m, void *ctx)
     (void)m;
     if (src->rot) {
         struct rot_stats *r = src->rot;
-        long n = 0;
         metric_set(a->rotations, METRIC_LABELS("success"), ld(&r->rotations));
         metric_set(a->rotations, METRIC_LABELS("failure"), ld(&r->rotation_failures));
         metric_set(a->rotations, METRIC_LABELS("noop"), ld(&r->noop));
         metric_set(a->conflicts, NULL, ld(&r->conflicts));
         metric_set(a->restarts, NULL, ld(&r->restarts));
-        for (size_t i = 0; i < 5; i++) {
+        for (size_t i = 0; i < 5; i++)
             metric_set(a->logins, METRIC_LABELS(login_results[i]), ld(&r->login[i]));
-            n += atomic_load(&r->login[i]);
-        }
-        metric_set_sum_count(a->login_latency, NULL, ld(&r->login_latency_ms_sum) / 1000.0,
-                             (uint64_t)n);
+        set_histogram(a->login_latency, NULL, &r->login_latency);
     }
     if (src->tokens) {
         struct tokcache_stats *t = tokcache_stats(src->tokens);
@@ -845,8 +862,7 @@ static void collect_app(struct metrics *m, void *ctx)
         metric_set(a->token_requests, METRIC_LABELS("success"), (double)(req - fail));
         metric_set(a->token_requests, METRIC_LABELS("failure"), (double)fail);
         metric_set(a->token_hits, NULL, ld(&t->hits));
-        metric_set_sum_count(a->token_latency, NULL, ld(&t->latency_ms_sum) / 1000.0,
-                             (uint64_t)req);
+        set_histogram(a->token_latency, NULL, &t->latency);
     }
     if (src->pg) {
         struct pg_check_cache_stats st;
@@ -881,17 +897,26 @@ static void collect_app(struct metrics *m, void *ctx)
         metric_set(a->overdue, NULL, (double)src->overdue(src->overdue_ctx));
     if (src->resync_requeued)
         metric_set(a->resync_requeued, NULL, ld(src->resync_requeued));
+    for (size_t i = 0; i < N_VERBS; i++) {
+        struct latency_hist_snapshot snap;
+        latency_hist_read(&snap, &a->api_hist[i]);
+        if (snap.count) /* a verb's series appears with its first timed request */
+            metric_set_histogram(a->api_latency, METRIC_LABELS(api_verbs[i]), snap.buckets,
+                                 LATENCY_HIST_NBOUNDS + 1, snap.sum_s);
+    }
+    collect_process(a);
 }
 
 static void source_expiry(void *ctx, metrics_emit_fn emit, void *ectx);
 static void source_next_rotation(void *ctx, metrics_emit_fn emit, void *ectx);
+static void source_ready(void *ctx, metrics_emit_fn emit, void *ectx);
 
 struct family_def {
     struct metric **out;
     enum metric_type type;
     const char *name;
     const char *help;
-    const char *labels[3];
+    const char *labels[METRICS_MAX_LABELS];
 };
 
 int metrics_register_app(struct metrics *m, const struct metrics_sources *src)
@@ -928,11 +953,11 @@ int metrics_register_app(struct metrics *m, const struct metrics_sources *src)
           "Token requests sent to the identity provider, by result.", { "result" } },
         { &a->token_hits, METRIC_COUNTER, P "token_cache_hits_total",
           "Token requests answered from the shared token cache.", { NULL } },
-        { &a->token_latency, METRIC_SUMMARY, P "token_request_duration_seconds",
+        { &a->token_latency, METRIC_HISTOGRAM, P "token_request_duration_seconds",
           "Time spent on token requests to the identity provider.", { NULL } },
         { &a->logins, METRIC_COUNTER, P "login_checks_total",
           "PostgreSQL login checks made, by result.", { "result" } },
-        { &a->login_latency, METRIC_SUMMARY, P "login_check_duration_seconds",
+        { &a->login_latency, METRIC_HISTOGRAM, P "login_check_duration_seconds",
           "Time spent on PostgreSQL login checks (cached results excluded).", { NULL } },
         { &a->pg_hits, METRIC_COUNTER, P "login_check_cache_hits_total",
           "Login checks answered from a kept successful check.", { NULL } },
@@ -948,6 +973,10 @@ int metrics_register_app(struct metrics *m, const struct metrics_sources *src)
         { &a->next_rotation, METRIC_GAUGE, P "secret_next_rotation_timestamp_seconds",
           "When the next rotation of the Secret is planned (Unix time).",
           { "namespace", "secret" } },
+        { &a->secret_ready, METRIC_GAUGE, P "secret_ready",
+          "1 when the Secret holds an unexpired token and no error (reason Ready); else 0 "
+          "with the reason: the last error's (InvalidConfig, TokenFailed, LoginFailed, "
+          "WriteFailed, ...), Expired or Pending.", { "namespace", "secret", "reason" } },
         { &a->managed, METRIC_GAUGE, P "managed_secrets",
           "Secrets selected by the label selector and held in the cache.", { NULL } },
         { &a->watch_lists, METRIC_COUNTER, P "watch_lists_total",
@@ -963,7 +992,7 @@ int metrics_register_app(struct metrics *m, const struct metrics_sources *src)
           "Secrets a periodic relist found that the cache lacked (an earlier list or the watch "
           "missed them, or they were created just then), and queued.", { NULL } },
         { &a->api_requests, METRIC_COUNTER, P "kube_api_requests_total",
-          "Kubernetes API requests by verb (HTTP method, or watch) and status class "
+          "Kubernetes API requests by verb (HTTP method, or watch) and HTTP status code "
           "(error: no response).", { "verb", "code" } },
         { &a->api_latency, METRIC_HISTOGRAM, P "kube_api_request_duration_seconds",
           "Kubernetes API request latency by verb (watches excluded).", { "verb" } },
@@ -987,16 +1016,30 @@ int metrics_register_app(struct metrics *m, const struct metrics_sources *src)
         { &a->resync_requeued, METRIC_COUNTER, P "resync_requeued_total",
           "Secrets a resync found past their planned time and in no queue, and queued again.",
           { NULL } },
+        /* The standard process families: no prefix, client_golang's names and help. */
+        { &a->cpu, METRIC_COUNTER, "process_cpu_seconds_total",
+          "Total user and system CPU time spent in seconds.", { NULL } },
+        { &a->open_fds, METRIC_GAUGE, "process_open_fds", "Number of open file descriptors.",
+          { NULL } },
+        { &a->max_fds, METRIC_GAUGE, "process_max_fds",
+          "Maximum number of open file descriptors.", { NULL } },
+        { &a->vsize, METRIC_GAUGE, "process_virtual_memory_bytes",
+          "Virtual memory size in bytes.", { NULL } },
+        { &a->rss, METRIC_GAUGE, "process_resident_memory_bytes",
+          "Resident memory size in bytes.", { NULL } },
+        { &a->start_time, METRIC_GAUGE, "process_start_time_seconds",
+          "Start time of the process since unix epoch in seconds.", { NULL } },
     };
 #undef P
     for (size_t i = 0; i < sizeof(defs) / sizeof(defs[0]) && rc == 0; i++) {
         const struct family_def *d = &defs[i];
         if ((d->out == &a->ready && !src->ready) || (d->out == &a->overdue && !src->overdue) ||
-            (d->out == &a->resync_requeued && !src->resync_requeued))
+            (d->out == &a->resync_requeued && !src->resync_requeued) ||
+            (d->out == &a->secret_ready && !src->secret_status))
             continue;
         if (d->type == METRIC_HISTOGRAM)
-            rc = metrics_histogram(d->out, m, d->name, d->help, d->labels, api_buckets,
-                                   sizeof(api_buckets) / sizeof(api_buckets[0]));
+            rc = metrics_histogram(d->out, m, d->name, d->help, d->labels, latency_hist_bounds_s,
+                                   LATENCY_HIST_NBOUNDS);
         else
             rc = family_new(d->out, m, d->type, d->name, d->help, d->labels, NULL, 0);
     }
@@ -1008,6 +1051,7 @@ int metrics_register_app(struct metrics *m, const struct metrics_sources *src)
     if (src->secret_status) {
         metric_source(a->expiry, source_expiry, src->secret_status);
         metric_source(a->next_rotation, source_next_rotation, src->secret_status);
+        metric_source(a->secret_ready, source_ready, src->secret_status);
     }
     /* Series that alerts rate() over exist from the start, at 0. */
     for (size_t i = 0; i < N_REASONS; i++)
@@ -1101,6 +1145,65 @@ static void source_next_rotation(void *ctx, metrics_emit_fn emit, void *ectx)
     store_each(ctx, emit_status, &se);
 }
 
+bool metrics_secret_readiness(char reason[METRICS_READY_REASON_MAX + 1],
+                              const struct kube_secret *s, int64_t now)
+{
+    const char *err = kube_secret_annotation(s, STATUS_LAST_ERROR);
+    int64_t expires_at = annotation_time(s, STATUS_EXPIRES_AT);
+    size_t n = 0;
+
+    if (err) {
+        /* The reconciler writes "Reason: message"; anything else is someone else's text,
+         * and a label value made of it could be anything. */
+        while (n <= METRICS_READY_REASON_MAX &&
+               ((err[n] >= 'A' && err[n] <= 'Z') || (err[n] >= 'a' && err[n] <= 'z')))
+            n++;
+        if (n == 0 || n > METRICS_READY_REASON_MAX || err[n] != ':')
+            snprintf(reason, METRICS_READY_REASON_MAX + 1, "Other");
+        else
+            snprintf(reason, METRICS_READY_REASON_MAX + 1, "%.*s", (int)n, err);
+        return false;
+    }
+    if (expires_at <= 0) {
+        snprintf(reason, METRICS_READY_REASON_MAX + 1, "Pending");
+        return false;
+    }
+    if (expires_at <= now) {
+        snprintf(reason, METRICS_READY_REASON_MAX + 1, "Expired");
+        return false;
+    }
+    snprintf(reason, METRICS_READY_REASON_MAX + 1, "Ready");
+    return true;
+}
+
+struct ready_emit {
+    int64_t now;
+    metrics_emit_fn emit;
+    void *ectx;
+};
+
+static void emit_ready(void *ctx, const struct kube_secret *s)
+{
+    const struct ready_emit *re = ctx;
+    char reason[METRICS_READY_REASON_MAX + 1];
+    bool ready;
+
+    if (s->deleting)
+        return; /* going: no series, as the other per-Secret gauges */
+    ready = metrics_secret_readiness(reason, s, re->now);
+    re->emit(re->ectx, METRIC_LABELS(s->ns, s->name, reason), ready ? 1 : 0);
+}
+
+/* One series per cached Secret, from the moment it is cached: a Secret that never
+ * got a token shows here (Pending, or its error) when the timestamp gauges have
+ * nothing to say about it. */
+static void source_ready(void *ctx, metrics_emit_fn emit, void *ectx)
+{
+    struct ready_emit re = { clock_wall_s(), emit, ectx };
+
+    store_each(ctx, emit_ready, &re);
+}
+
 void metrics_secret_observe(struct metrics *m, const struct kube_secret *s)
 {
     if (!s)
@@ -1128,18 +1231,19 @@ void metrics_secret_delete_key(struct metrics *m, const char *key)
 void metrics_api_request(struct metrics *m, const char *verb, long status, int64_t latency_ms)
 {
     struct app *a = app_of(m);
-    const char *v = "other", *code;
-    static const char *const classes[] = { "1xx", "2xx", "3xx", "4xx", "5xx" };
+    size_t v = VERB_OTHER; /* the verbs before it are HTTP methods, or "watch" */
+    char code[8] = "error";
 
     if (!a)
         return;
-    for (size_t i = 0; verb && i < N_VERBS; i++)
+    for (size_t i = 0; verb && i < VERB_OTHER; i++)
         if (!strcasecmp(verb, api_verbs[i]))
-            v = api_verbs[i];
-    code = status >= 100 && status <= 599 ? classes[status / 100 - 1] : "error";
-    metric_inc(a->api_requests, METRIC_LABELS(v, code));
-    if (strcmp(v, "watch") && latency_ms >= 0)
-        metric_observe(a->api_latency, METRIC_LABELS(v), (double)latency_ms / 1000.0);
+            v = i;
+    if (status >= 100 && status <= 599) /* at most 500 codes: the series stay few */
+        snprintf(code, sizeof(code), "%ld", status);
+    metric_inc(a->api_requests, METRIC_LABELS(api_verbs[v], code));
+    if (v != VERB_WATCH && latency_ms >= 0)
+        latency_hist_observe_ms(&a->api_hist[v], latency_ms);
 }
 
 void metrics_rotation_failure(struct metrics *m, const char *reason)

@@ -2,13 +2,13 @@
  *
  * Two parts:
  *
- * 1. A registry (struct metrics) of metric families: counters, gauges,
- *    histograms with fixed buckets and summaries without quantiles (sum and
- *    count only), each with up to METRICS_MAX_LABELS label names. A series is
- *    one combination of label values; it appears on its first update.
- *    Values are either updated directly (metric_inc, metric_set,
- *    metric_observe) or set at scrape time by collectors (metrics_collector)
- *    that copy them from the atomic stats structs the modules keep.
+ * 1. A registry (struct metrics) of metric families: counters, gauges and
+ *    histograms with fixed buckets, each with up to METRICS_MAX_LABELS label
+ *    names. A series is one combination of label values; it appears on its
+ *    first update. Values are either updated directly (metric_inc,
+ *    metric_set, metric_observe) or set at scrape time by collectors
+ *    (metrics_collector) that copy them from the atomic stats structs the
+ *    modules keep (metric_set, metric_set_histogram).
  *    Thread-safe: any thread may update any family while another scrapes.
  *
  *      const char *const labels[] = { "result", NULL };
@@ -19,7 +19,7 @@
  * 2. The controller's own families (pgtoken_rotator_*, listed and explained
  *    in docs/metrics.md), registered by metrics_register_app, with the few
  *    calls the controller makes for what no stats struct holds: per-Secret
- *    expiry and next rotation, API requests by verb and code class, failures
+ *    expiry and next rotation, API requests by verb and status code, failures
  *    by reason. Every one of those calls accepts m == NULL and then does
  *    nothing, so callers need not care whether metrics are on.
  *
@@ -50,10 +50,10 @@
 #define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
 /* Label values for an update, in the order of the family's label names:
- * metric_inc(f, METRIC_LABELS("get", "2xx")). A family without labels takes NULL. */
+ * metric_inc(f, METRIC_LABELS("get", "200")). A family without labels takes NULL. */
 #define METRIC_LABELS(...) ((const char *const[]){ __VA_ARGS__ })
 
-enum metric_type { METRIC_COUNTER, METRIC_GAUGE, METRIC_HISTOGRAM, METRIC_SUMMARY };
+enum metric_type { METRIC_COUNTER, METRIC_GAUGE, METRIC_HISTOGRAM };
 
 struct metrics;
 struct metric; /* one family; owned by its registry */
@@ -66,7 +66,7 @@ void metrics_free(struct metrics *m);
 /* Register a family. name: [a-zA-Z_:][a-zA-Z0-9_:]*; help: one line (any
  * text; escaped when rendered); labels: NULL-terminated label names
  * ([a-zA-Z_][a-zA-Z0-9_]*, not starting with "__", no repeats, at most
- * METRICS_MAX_LABELS; "le" not on a histogram, "quantile" not on a summary),
+ * METRICS_MAX_LABELS; "le" not on a histogram),
  * or NULL for none. Families are rendered in registration order.
  * 0: *out is the family (owned by m); ERR_INVALID naming the bad name, label
  * or bucket, or when name is already registered. */
@@ -78,28 +78,28 @@ int metrics_gauge(struct metric **out, struct metrics *m, const char *name, cons
  * METRICS_MAX_BUCKETS of them (copied); the +Inf bucket is implied. */
 int metrics_histogram(struct metric **out, struct metrics *m, const char *name, const char *help,
                       const char *const *labels, const double *bounds, size_t nbounds);
-/* A summary without quantiles: only NAME_sum and NAME_count, for sources that
- * keep a sum and a count (the token and login latencies). */
-int metrics_summary(struct metric **out, struct metrics *m, const char *name, const char *help,
-                    const char *const *labels);
 
 /* Updates. values: one per label name of f (NULL for a family without
  * labels); a NULL value counts as "". f may be NULL (nothing happens).
  * metric_add: counters and gauges; a negative v on a counter is ignored.
  * metric_set: gauges, and counters set by a collector from a monotonic source.
- * metric_observe: histograms and summaries (one observation of v). */
+ * metric_observe: histograms (one observation of v). */
 void metric_inc(struct metric *f, const char *const *values);
 void metric_add(struct metric *f, const char *const *values, double v);
 void metric_set(struct metric *f, const char *const *values, double v);
 void metric_observe(struct metric *f, const char *const *values, double v);
-/* Summaries only: sets the sum and count a collector read from a stats struct. */
-void metric_set_sum_count(struct metric *f, const char *const *values, double sum,
-                          uint64_t count);
+/* Histograms only: sets a series as a collector read it from a stats struct
+ * (struct latency_hist): buckets holds the observations per bucket, not
+ * cumulative, nbuckets of them, one per bound of f and the last for +Inf (any
+ * other nbuckets: nothing happens); the count is their total; sum is the sum
+ * of the observations. */
+void metric_set_histogram(struct metric *f, const char *const *values, const uint64_t *buckets,
+                          size_t nbuckets, double sum);
 /* Drops one series / every series of f. */
 void metric_remove(struct metric *f, const char *const *values);
 void metric_clear(struct metric *f);
-/* The current value of a counter or gauge series (the count of a histogram or
- * summary); 0 when the series does not exist. For tests and collectors. */
+/* The current value of a counter or gauge series (the count of a histogram);
+ * 0 when the series does not exist. For tests and collectors. */
 double metric_value(struct metric *f, const char *const *values);
 
 /* Series produced at scrape time instead of kept (counters and gauges only), for
@@ -164,9 +164,10 @@ struct metrics_sources {
     struct tokcache *tokens;       /* token requests, cache hits, latency */
     struct pg_check_cache *pg;     /* login-check cache */
     struct store *store;           /* managed Secrets */
-    /* The per-Secret gauges below (secret_*_timestamp_seconds) read at scrape
-     * time from the status annotations of the Secrets in this store, so that
-     * nothing is kept per Secret here; NULL: only metrics_secret_set's. */
+    /* The per-Secret gauges below (secret_*_timestamp_seconds, and
+     * secret_ready: see metrics_secret_readiness) read at scrape time from the
+     * status annotations of the Secrets in this store, so that nothing is kept
+     * per Secret here; NULL: only metrics_secret_set's (and no secret_ready). */
     struct store *secret_status;
     struct queue *queue;           /* work queue depth */
     struct lease_elector *lease;   /* leader status */
@@ -204,11 +205,26 @@ void metrics_secret_observe(struct metrics *m, const struct kube_secret *s);
 /* metrics_secret_delete for a "namespace/name" key (the watch's delete handler). */
 void metrics_secret_delete_key(struct metrics *m, const char *key);
 
+/* Longest reason taken from a last-error annotation; longer ones read "Other". */
+#define METRICS_READY_REASON_MAX 32
+
+/* What pgtoken_rotator_secret_ready{namespace,secret,reason} reports for a
+ * Secret at time now (epoch seconds), from its status annotations: returns
+ * true (reason "Ready") when it has no pgtoken.io/status.last-error and its
+ * pgtoken.io/status.expires-at is after now; else false, with reason the word
+ * before the first ':' of last-error (the reconciler writes "Reason: message")
+ * when that is [A-Za-z]+ of at most METRICS_READY_REASON_MAX letters, "Other"
+ * for any other last-error, "Expired" for an expiry at or before now, and
+ * "Pending" when there is no (readable) expiry: no token written yet. reason
+ * receives a NUL-terminated word. Pure: no I/O. */
+bool metrics_secret_readiness(char reason[METRICS_READY_REASON_MAX + 1],
+                              const struct kube_secret *s, int64_t now);
+
 /* One Kubernetes API request: verb is the HTTP method ("GET", "PUT", ...) or
  * "WATCH" (any case; others count as "other"); status the HTTP status, 0 when
  * no response came (connection, TLS, timeout). Counts
- * pgtoken_rotator_kube_api_requests_total{verb,code} with code "2xx".."5xx" or
- * "error", and for verbs other than watch observes latency_ms in
+ * pgtoken_rotator_kube_api_requests_total{verb,code} with code the status
+ * ("200", "409", ...; 100 to 599) or "error" (none, or out of range), and for verbs other than watch observes latency_ms in
  * pgtoken_rotator_kube_api_request_duration_seconds{verb}. */
 void metrics_api_request(struct metrics *m, const char *verb, long status, int64_t latency_ms);
 

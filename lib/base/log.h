@@ -1,16 +1,29 @@
-/* Structured logs: one JSON object per line on stderr.
+/* Structured logs: one record per line on stderr, a JSON object (the default)
+ * or a line of text for people (log_set_format).
  *
  *   log_info("rotated", LOG_STR("namespace", ns), LOG_I64("expires_at", t));
  *
  * The message is a stable event name; details are fields. The level is checked
  * before anything is formatted. Fields take const char * and integers only:
- * a struct sbuf (a secret) cannot be passed, by design. */
+ * a struct sbuf (a secret) cannot be passed, by design. Either format escapes
+ * every control character, so a value can never start a line of its own, and
+ * a record over LOG_LINE_MAX bytes is replaced by its time, level, message and
+ * truncated=true.
+ *
+ *   json: {"ts":"2024-05-01T12:00:00.123Z","level":"info","msg":"rotated","namespace":"app"}
+ *   text: 2024-05-01T12:00:00.123Z INFO rotated namespace=app detail="a b" n=3 ok=true
+ *         A text value (and the message) is quoted, with JSON's escapes, when it is empty or
+ *         holds a space, '"', '=', '\' or a control character; otherwise it is written as is. */
 #ifndef PGTR_LOG_H
 #define PGTR_LOG_H
 
 #include <stdint.h>
 
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR, LOG_OFF };
+
+enum log_format { LOG_FORMAT_JSON, LOG_FORMAT_TEXT };
+
+#define LOG_LINE_MAX 8192 /* bytes of one record, newline included */
 
 enum log_type { LOG_T_END, LOG_T_STR, LOG_T_I64, LOG_T_BOOL };
 
@@ -41,6 +54,10 @@ void log_set_level(enum log_level level);
 enum log_level log_get_level(void);
 /* "debug", "info", "warn", "error" -> level; -1 if unknown. */
 int log_parse_level(const char *s);
+
+void log_set_format(enum log_format format);
+/* "json", "text" -> format; -1 if unknown. */
+int log_parse_format(const char *s);
 /* Sends lines to fd instead of 2 (tests). */
 void log_set_fd(int fd);
 

@@ -109,8 +109,9 @@ static void copy_out(struct idp_token *out, const struct idp_token *t)
     out->expires_at = t->expires_at;
 }
 
-int tokcache_get(struct idp_token *out, struct tokcache *c, struct idp *p, const char *scope,
-                 double max_age_ratio)
+/* refresh: mint even when the cached token is fresh. */
+static int get(struct idp_token *out, struct tokcache *c, struct idp *p, const char *scope,
+               double max_age_ratio, bool refresh)
 {
     double ratio = max_age_ratio > 0 && max_age_ratio < c->serve_ratio ? max_age_ratio
                                                                         : c->serve_ratio;
@@ -120,7 +121,7 @@ int tokcache_get(struct idp_token *out, struct tokcache *c, struct idp *p, const
     int rc;
 
     pthread_mutex_lock(&e->mu);
-    if (fresh(&e->tok, clock_wall_s(), ratio)) {
+    if (!refresh && fresh(&e->tok, clock_wall_s(), ratio)) {
         copy_out(out, &e->tok);
         atomic_fetch_add(&c->stats.hits, 1);
         rc = 0;
@@ -136,7 +137,7 @@ int tokcache_get(struct idp_token *out, struct tokcache *c, struct idp *p, const
     rc = idp_mint(&t, p, c->http, scope);
     pthread_mutex_unlock(&c->http_mu);
     atomic_fetch_add(&c->stats.requests, 1);
-    atomic_fetch_add(&c->stats.latency_ms_sum, clock_mono_ms() - start);
+    latency_hist_observe_ms(&c->stats.latency, clock_mono_ms() - start);
     if (rc < 0) {
         int64_t delay = backoff_ms(e->failures++, 1000, 60000, backoff_rand());
         if (rc == ERR_UNAVAILABLE && err_retry_after_s() * 1000 > delay)
@@ -160,4 +161,16 @@ int tokcache_get(struct idp_token *out, struct tokcache *c, struct idp *p, const
 out:
     pthread_mutex_unlock(&e->mu);
     return rc;
+}
+
+int tokcache_get(struct idp_token *out, struct tokcache *c, struct idp *p, const char *scope,
+                 double max_age_ratio)
+{
+    return get(out, c, p, scope, max_age_ratio, false);
+}
+
+int tokcache_refresh(struct idp_token *out, struct tokcache *c, struct idp *p,
+                     const char *scope)
+{
+    return get(out, c, p, scope, 0, true);
 }

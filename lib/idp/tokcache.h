@@ -10,6 +10,7 @@
 
 #include <stdatomic.h>
 
+#include "base/latency_hist.h"
 #include "idp/idp.h"
 
 struct tokcache;
@@ -18,7 +19,7 @@ struct tokcache_stats {
     atomic_long requests;  /* token requests sent */
     atomic_long failures;
     atomic_long hits;
-    atomic_long latency_ms_sum;
+    struct latency_hist latency; /* of the requests sent */
 };
 
 /* http_opts: TLS for the identity endpoints (CA bundle). */
@@ -33,5 +34,12 @@ struct tokcache_stats *tokcache_stats(struct tokcache *c);
  * have, for callers that rotate earlier than usual. */
 int tokcache_get(struct idp_token *out, struct tokcache *c, struct idp *p, const char *scope,
                  double max_age_ratio);
+
+/* As tokcache_get, but never serves the cached token: asks the identity
+ * provider for a new one (for a forced rotation), which then replaces the
+ * cached one. A failure still being replayed for this identity is returned
+ * as by tokcache_get, without a request. */
+int tokcache_refresh(struct idp_token *out, struct tokcache *c, struct idp *p,
+                     const char *scope);
 
 #endif

@@ -875,9 +875,10 @@ static void flight_unref(struct pg_check_cache *c, struct flight *f)
     }
 }
 
-int pg_check_cached(struct pg_check_result *out, struct pg_check_cache *c,
-                    const struct pg_target *t, const struct sbuf *token, int64_t expires_at,
-                    const struct pg_check_opts *o)
+/* reuse: a kept OK answers; else it is dropped and a login made. */
+static int check_cached(struct pg_check_result *out, struct pg_check_cache *c,
+                        const struct pg_target *t, const struct sbuf *token, int64_t expires_at,
+                        const struct pg_check_opts *o, bool reuse)
 {
     struct pg_check_result res;
     struct eff_opts e;
@@ -902,7 +903,7 @@ int pg_check_cached(struct pg_check_result *out, struct pg_check_cache *c,
     for (size_t i = 0; i < c->n; i++) {
         if (!key_eq(&c->entries[i].key, &k))
             continue;
-        if (c->entries[i].expires_at > now) {
+        if (reuse && c->entries[i].expires_at > now) {
             *out = c->entries[i].result;
             out->cached = true;
             c->stats.hits++;
@@ -910,7 +911,7 @@ int pg_check_cached(struct pg_check_result *out, struct pg_check_cache *c,
             rc = 0;
             goto out;
         }
-        drop_entry(c, i); /* the token has expired: a login now would tell */
+        drop_entry(c, i); /* the token has expired (a login now would tell), or !reuse */
         break;
     }
     for (f = c->flights; f; f = f->next)
@@ -963,6 +964,20 @@ int pg_check_cached(struct pg_check_result *out, struct pg_check_cache *c,
 out:
     OPENSSL_cleanse(k.token_sha256, sizeof(k.token_sha256));
     return rc;
+}
+
+int pg_check_cached(struct pg_check_result *out, struct pg_check_cache *c,
+                    const struct pg_target *t, const struct sbuf *token, int64_t expires_at,
+                    const struct pg_check_opts *o)
+{
+    return check_cached(out, c, t, token, expires_at, o, true);
+}
+
+int pg_check_fresh(struct pg_check_result *out, struct pg_check_cache *c,
+                   const struct pg_target *t, const struct sbuf *token, int64_t expires_at,
+                   const struct pg_check_opts *o)
+{
+    return check_cached(out, c, t, token, expires_at, o, false);
 }
 
 void pg_check_cache_stats(struct pg_check_cache_stats *out, struct pg_check_cache *c)

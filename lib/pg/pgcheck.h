@@ -154,6 +154,13 @@ int pg_check_cached(struct pg_check_result *out, struct pg_check_cache *c,
                     const struct pg_target *t, const struct sbuf *token, int64_t expires_at,
                     const struct pg_check_opts *o);
 
+/* As pg_check_cached, but a kept result does not count: a login is made now (or an identical
+ * one in progress is joined), and an OK replaces what was kept. For a forced rotation, which
+ * must prove its token with a login of its own. */
+int pg_check_fresh(struct pg_check_result *out, struct pg_check_cache *c,
+                   const struct pg_target *t, const struct sbuf *token, int64_t expires_at,
+                   const struct pg_check_opts *o);
+
 struct pg_check_cache_stats {
     uint64_t hits;     /* answered from a kept OK */
     uint64_t shared;   /* waited for an identical login already in progress */

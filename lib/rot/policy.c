@@ -5,6 +5,7 @@
 
 #include "base/backoff.h"
 #include "base/clock.h"
+#include "base/hash.h"
 #include "base/banned.h"
 
 #define LIFE_MAX_MS (INT64_C(1) << 53)       /* exact in a double; 285,000 years */
@@ -87,10 +88,14 @@ void policy_decide(struct plan *out, const struct policy_input *in, int64_t now_
                    const struct policy_cfg *cfg)
 {
     int64_t issued = 0, expires = 0, due = 0;
-    struct plan p = { PLAN_ROTATE, 0, "" };
+    bool force = in->force_rotate && *in->force_rotate &&
+                 (!in->status_force_rotate || strcmp(in->force_rotate, in->status_force_rotate));
+    struct plan p = { PLAN_ROTATE, 0, "", force };
 
     if (!in->status_spec_hash || !read_times(&issued, &expires, in))
         p.reason = "new";
+    else if (force)
+        p.reason = "forced";
     else if (!in->spec_hash || strcmp(in->spec_hash, in->status_spec_hash))
         p.reason = "spec-changed";
     else if (!in->keys_present)
@@ -126,18 +131,9 @@ int64_t policy_retry_ms(unsigned attempt, int64_t now_ms, int64_t expires_at_ms,
     return delay < cap ? delay : cap;
 }
 
-static uint64_t fnv1a(uint64_t h, const char *s)
-{
-    for (; s && *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= UINT64_C(0x100000001b3);
-    }
-    return h;
-}
-
 uint64_t policy_seed(const char *ns, const char *name)
 {
-    return fnv1a(fnv1a(fnv1a(UINT64_C(0xcbf29ce484222325), ns), "/"), name);
+    return fnv1a_str(fnv1a_str(fnv1a_str(FNV1A_INIT, ns), "/"), name);
 }
 
 static int64_t clamp_s(int64_t s)

@@ -35,6 +35,8 @@ struct policy_input {
     const char *status_expires_at;  /* pgtoken.io/status.expires-at, RFC 3339 (token exp) */
     bool keys_present;              /* every output key is in the Secret's data */
     uint64_t seed;                  /* per Secret, e.g. policy_seed(namespace, name) */
+    const char *force_rotate;       /* pgtoken.io/force-rotate (NULL or "": none) */
+    const char *status_force_rotate; /* pgtoken.io/status.force-rotate: the last one handled */
 };
 
 enum plan_action { PLAN_NONE, PLAN_ROTATE };
@@ -42,17 +44,24 @@ enum plan_action { PLAN_NONE, PLAN_ROTATE };
 struct plan {
     enum plan_action action;
     int64_t next_in_ms; /* NONE: wait this long, >= POLICY_MIN_DELAY_MS; ROTATE: 0 */
-    const char *reason; /* static: "new", "spec-changed", "keys-missing", "expired", "due",
-                         * "fresh" (the only NONE reason) */
+    const char *reason; /* static: "new", "forced", "spec-changed", "keys-missing", "expired",
+                         * "due", "fresh" (the only NONE reason) */
+    bool force;         /* ROTATE only: a force-rotate value not handled yet. The token must be
+                         * minted for this rotation (not the shared one), proven by a login of
+                         * its own, and force_rotate recorded in the status with the values */
 };
 
-#define PLAN_INIT { PLAN_NONE, 0, "" }
+#define PLAN_INIT { PLAN_NONE, 0, "", false }
 
 /* Decides what to do at now_ms. In order: status missing or unreadable (no hash, a time that
- * is not RFC 3339 UTC, issued-at not before expires-at) -> ROTATE "new"; hash differs ->
- * ROTATE "spec-changed"; an output key missing -> ROTATE "keys-missing"; now >= expires-at ->
+ * is not RFC 3339 UTC, issued-at not before expires-at) -> ROTATE "new"; a non-empty
+ * force_rotate other than status_force_rotate (compared byte for byte) -> ROTATE "forced";
+ * hash differs -> ROTATE "spec-changed"; an output key missing -> ROTATE "keys-missing";
+ * now >= expires-at ->
  * ROTATE "expired"; now >= due (see above) -> ROTATE "due"; else NONE "fresh" with next_in_ms
- * = due - now, at least POLICY_MIN_DELAY_MS. cfg may be NULL (defaults). Never fails. */
+ * = due - now, at least POLICY_MIN_DELAY_MS. plan.force is set with every ROTATE while such a
+ * force_rotate is pending ("new" included), so that its value is recorded by the write that
+ * handles it; the same value again asks for nothing. cfg may be NULL (defaults). Never fails. */
 void policy_decide(struct plan *out, const struct policy_input *in, int64_t now_ms,
                    const struct policy_cfg *cfg);
 

@@ -379,7 +379,7 @@ static bool keys_present(const struct spec *spec, const struct kube_secret *s)
  * failure has been reported and *retry_ms is set. */
 static int check_login(const struct reconcile_ctx *ctx, struct kube_conn *k,
                        const struct kube_secret *s, const char *key, const struct spec *spec,
-                       const struct idp_token *tok, int64_t *retry_ms)
+                       const struct idp_token *tok, bool fresh, int64_t *retry_ms)
 {
     enum spec_login_check mode = spec->login_check != SPEC_LOGIN_UNSET ? spec->login_check
                                                                         : ctx->login_check;
@@ -391,14 +391,17 @@ static int check_login(const struct reconcile_ctx *ctx, struct kube_conn *k,
 
     if (mode == SPEC_LOGIN_OFF)
         return 0;
-    rc = pg_check_cached(&res, ctx->pg, &t, tok->token, tok->expires_at, &ctx->pg_opts);
+    if (fresh) /* a forced rotation proves its token with a login of its own */
+        rc = pg_check_fresh(&res, ctx->pg, &t, tok->token, tok->expires_at, &ctx->pg_opts);
+    else
+        rc = pg_check_cached(&res, ctx->pg, &t, tok->token, tok->expires_at, &ctx->pg_opts);
     if (rc < 0) {
         *retry_ms = fail(ctx, k, s, key, "LoginFailed", err_msg(), status_expiry_ms(s), false);
         return rc;
     }
     if (!res.cached) {
         atomic_fetch_add(&ctx->stats->login[res.login], 1);
-        atomic_fetch_add(&ctx->stats->login_latency_ms_sum, clock_mono_ms() - start);
+        latency_hist_observe_ms(&ctx->stats->login_latency, clock_mono_ms() - start);
     }
     if (res.login == PG_LOGIN_OK)
         return 0;
@@ -420,7 +423,7 @@ static int check_login(const struct reconcile_ctx *ctx, struct kube_conn *k,
  * checked: a patch cut short by the size cap must never be sent. */
 static int build_patch(struct sbuf **out, const struct kube_secret *s, const struct spec *spec,
                        struct sbuf *const *values, const struct policy_status *ps,
-                       const char *identity)
+                       const char *identity, const char *force)
 {
     struct sbuf *b = sbuf_new(PATCH_MAX);
     char now[32];
@@ -436,6 +439,8 @@ static int build_patch(struct sbuf **out, const struct kube_secret *s, const str
     bad |= sb_annotation(b, &first, STATUS_ROTATED_AT, now) < 0;
     bad |= sb_annotation(b, &first, STATUS_SPEC_HASH, ps->spec_hash) < 0;
     bad |= sb_annotation(b, &first, STATUS_IDENTITY, identity) < 0;
+    if (force) /* recorded by the write that handles it: until then it stays pending */
+        bad |= sb_annotation(b, &first, STATUS_FORCE_ROTATE, force) < 0;
     bad |= sb_annotation(b, &first, STATUS_LAST_ERROR, NULL) < 0;
     bad |= sb_annotation(b, &first, STATUS_LAST_ERROR_AT, NULL) < 0;
     bad |= sbuf_addstr(b, "}},\"data\":{") < 0;
@@ -506,6 +511,9 @@ static void restart_workloads(const struct reconcile_ctx *ctx, struct kube_conn 
             atomic_fetch_add(&ctx->stats->restarts, 1);
             log_info("workload_restarted", LOG_STR("namespace", s->ns), LOG_STR("secret", s->name),
                      LOG_STR("kind", spec_restart_kind_name(r->kind)), LOG_STR("name", r->name));
+            snprintf(msg, sizeof(msg), "restarted %s/%s after writing the Secret",
+                     spec_restart_kind_name(r->kind), r->name);
+            event_record(ctx->events, k, s, EVENT_NORMAL, "Restarted", msg);
         } else {
             snprintf(msg, sizeof(msg), "could not restart %s/%s after writing the Secret: %s%s",
                      spec_restart_kind_name(r->kind), r->name, err_msg(),
@@ -558,9 +566,11 @@ static int pick_identity(struct idp **out, struct reconcile_result *res,
     return rc;
 }
 
+/* force: a force-rotate value not handled yet (spec->force_rotate): a token of
+ * its own, proven by a login of its own, written with that value recorded. */
 static int rotate(struct reconcile_result *out, const struct reconcile_ctx *ctx,
                   struct kube_conn *k, const struct kube_secret *s, const char *key,
-                  const struct spec *spec, const char *hash, const char *why)
+                  const struct spec *spec, const char *hash, const char *why, bool force)
 {
     struct idp_token tok = { NULL, 0, 0 };
     struct idp *who = NULL;
@@ -572,13 +582,14 @@ static int rotate(struct reconcile_result *out, const struct reconcile_ctx *ctx,
 
     if ((rc = pick_identity(&who, out, ctx, k, s, key, spec)) < 0 || !who)
         goto out;
-    if ((rc = tokcache_get(&tok, ctx->tokens, who, ctx->scope,
-                           ctx->policy.refresh_ratio / 2)) < 0) {
+    rc = force ? tokcache_refresh(&tok, ctx->tokens, who, ctx->scope)
+               : tokcache_get(&tok, ctx->tokens, who, ctx->scope, ctx->policy.refresh_ratio / 2);
+    if (rc < 0) {
         snprintf(msg, sizeof(msg), "token request for %s failed: %s", who->id, err_msg());
         out->requeue_after_ms = fail(ctx, k, s, key, "TokenFailed", msg, status_expiry_ms(s), true);
         goto out;
     }
-    if ((rc = check_login(ctx, k, s, key, spec, &tok, &out->requeue_after_ms)) < 0)
+    if ((rc = check_login(ctx, k, s, key, spec, &tok, force, &out->requeue_after_ms)) < 0)
         goto out;
     for (size_t i = 0; i < spec->n_outputs; i++)
         if ((rc = spec_render(&values[i], spec, i, tok.token)) < 0) {
@@ -586,7 +597,7 @@ static int rotate(struct reconcile_result *out, const struct reconcile_ctx *ctx,
             goto out;
         }
     policy_status(&ps, tok.issued_at, tok.expires_at, hash, seed, &ctx->policy);
-    if (unchanged(s, spec, values, &ps)) {
+    if (!force && unchanged(s, spec, values, &ps)) {
         atomic_fetch_add(&ctx->stats->noop, 1);
         out->requeue_after_ms = policy_due_at_ms(tok.issued_at * 1000, tok.expires_at * 1000, seed,
                                                  &ctx->policy) - clock_wall_ms();
@@ -594,7 +605,8 @@ static int rotate(struct reconcile_result *out, const struct reconcile_ctx *ctx,
             out->requeue_after_ms = POLICY_MIN_DELAY_MS; /* never a busy loop */
         goto out;
     }
-    if ((rc = build_patch(&body, s, spec, values, &ps, who->id)) < 0) {
+    if ((rc = build_patch(&body, s, spec, values, &ps, who->id,
+                          force ? spec->force_rotate : NULL)) < 0) {
         out->requeue_after_ms = fail(ctx, k, s, key, "InvalidConfig", err_msg(), 0, false);
         goto out;
     }
@@ -682,6 +694,8 @@ int reconcile_secret(struct reconcile_result *out, const struct reconcile_ctx *c
         .status_expires_at = kube_secret_annotation(s, STATUS_EXPIRES_AT),
         .keys_present = keys_present(&spec, s),
         .seed = policy_seed(s->ns, s->name),
+        .force_rotate = spec.force_rotate,
+        .status_force_rotate = kube_secret_annotation(s, STATUS_FORCE_ROTATE),
     };
     struct policy_cfg cfg = ctx->policy;
     if (spec.refresh_ratio > 0)
@@ -703,7 +717,7 @@ int reconcile_secret(struct reconcile_result *out, const struct reconcile_ctx *c
               LOG_STR("why", plan.reason));
     struct reconcile_ctx c2 = *ctx;
     c2.policy = cfg;
-    rc = rotate(out, &c2, k, s, key, &spec, hash, plan.reason);
+    rc = rotate(out, &c2, k, s, key, &spec, hash, plan.reason, plan.force);
     if (rc < 0)
         failure_hold(ctx->failures, key, clock_wall_ms() + out->requeue_after_ms, hash);
 out:

@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/latency_hist.h"
 #include "idp/idp.h"
 #include "idp/sa.h"
 #include "idp/tokcache.h"
@@ -34,6 +35,7 @@
 #define STATUS_IDENTITY "pgtoken.io/status.identity"
 #define STATUS_LAST_ERROR "pgtoken.io/status.last-error"
 #define STATUS_LAST_ERROR_AT "pgtoken.io/status.last-error-at"
+#define STATUS_FORCE_ROTATE "pgtoken.io/status.force-rotate" /* last force-rotate handled */
 
 struct rot_stats {
     atomic_long rotations;        /* Secrets written with a new token */
@@ -43,7 +45,7 @@ struct rot_stats {
     atomic_long conflicts;        /* 409 on our write: re-read and retried */
     atomic_long restarts;         /* workloads rolled after a write */
     atomic_long login[5];         /* by enum pg_login */
-    atomic_long login_latency_ms_sum;
+    struct latency_hist login_latency; /* the checks counted in login[] */
 };
 
 struct rot_failures;

@@ -81,13 +81,18 @@ static const struct preset_out prisma_outs[] = {
 /* Prefect 3 (SQLAlchemy 2 + asyncpg) hands URL query parameters to asyncpg.connect as
  * keyword arguments, so sslmode= breaks it. Verification goes through Prefect's TLS
  * settings, which build a context from the system CA store (or ..._TLS_CA_FILE) that always
- * checks the chain; require, which checks nothing, is asyncpg's own ssl=require. All three
- * keys are always written, so changing the sslmode never leaves a stale one behind. */
+ * checks the chain; require, which checks nothing, is asyncpg's own ssl=require. All the
+ * keys are always written, so changing the sslmode never leaves a stale one behind.
+ * connection-string is the same URL under the key Prefect's own Helm chart (prefect-server)
+ * reads from an existing Secret into PREFECT_SERVER_DATABASE_CONNECTION_URL; with envFrom
+ * it is one more variable, a name Kubernetes accepts and Prefect ignores. */
 static const struct preset_out prefect_outs[] = {
     { "PREFECT_SERVER_DATABASE_CONNECTION_URL",
       { ASYNCPG_URL "?ssl=require", ASYNCPG_URL, ASYNCPG_URL }, SPEC_ESCAPE_NONE },
     { PREFECT_TLS "CHECK_HOSTNAME", { "false", "false", "true" }, SPEC_ESCAPE_NONE },
     { PREFECT_TLS "ENABLED", { "false", "true", "true" }, SPEC_ESCAPE_NONE },
+    { "connection-string", { ASYNCPG_URL "?ssl=require", ASYNCPG_URL, ASYNCPG_URL },
+      SPEC_ESCAPE_NONE },
 };
 
 static const struct preset_out pgenv_outs[] = {
@@ -464,6 +469,19 @@ static int field_service_account(struct ctx *c, const char *name, const char *v)
     return 0;
 }
 
+/* Only compared with the value last handled, never shown: any short text without control
+ * characters, so that `date -u +%Y-%m-%dT%H:%M:%SZ` or a counter both work. */
+static int field_force_rotate(struct ctx *c, const char *name, const char *v)
+{
+    size_t n = strlen(v);
+
+    if (n == 0 || n > SPEC_FORCE_MAX || has_control(v))
+        return err_set(ERR_INVALID, "%s: must be 1 to %d bytes without control characters, "
+                       "such as a time stamp", name, SPEC_FORCE_MAX);
+    c->s->force_rotate = xstrdup(v);
+    return 0;
+}
+
 static int format_item(struct ctx *c, const char *name, const char *it, size_t n)
 {
     char what[SHOWN_MAX + 4];
@@ -506,6 +524,7 @@ static const struct {
     { "refresh-ratio", field_refresh_ratio },
     { "restart", field_restart },
     { "service-account", field_service_account },
+    { "force-rotate", field_force_rotate },
 };
 #define N_FIELDS (sizeof(fields) / sizeof(fields[0]))
 
@@ -794,6 +813,7 @@ void spec_release(struct spec *s)
     free(s->user);
     free(s->database);
     free(s->service_account);
+    free(s->force_rotate);
     for (size_t i = 0; i < s->n_outputs; i++) {
         free(s->outputs[i].key);
         tmpl_free(s->outputs[i].tmpl);

@@ -19,6 +19,10 @@
  *                                DNS-1123 subdomain), at most 16, duplicates dropped
  *   pgtoken.io/service-account   a ServiceAccount name (DNS-1123 subdomain) in the Secret's
  *                                namespace
+ *   pgtoken.io/force-rotate      1..SPEC_FORCE_MAX bytes, no control character (a time stamp,
+ *                                say): a value other than the last one handled
+ *                                (pgtoken.io/status.force-rotate) asks for a new token now
+ *                                (rot/policy.h); not part of spec_hash
  *   pgtoken.io/status.*          written by the controller; ignored here
  *
  * Outputs: with neither templates nor format, the "url" preset. With templates and no format,
@@ -48,6 +52,8 @@
  *                          "false" for require, else "true"
  *            PREFECT_SERVER_DATABASE_SQLALCHEMY_CONNECT_ARGS_TLS_CHECK_HOSTNAME
  *                          "true" for verify-full, else "false"
+ *            connection-string  the same URL, under the key Prefect's Helm chart
+ *                          (prefect-server) reads from an existing Secret
  *   pgenv    PGHOST PGPORT PGDATABASE PGUSER PGPASSWORD PGSSLMODE: the raw values (for envFrom;
  *            an IPv6 host without brackets)
  *   pgpass   pgpass        "{host}:{port}:{database}:{user}:{password}\n", a .pgpass line:
@@ -78,6 +84,7 @@
 #define SPEC_KEY_MAX 253      /* bytes of a Secret data key */
 #define SPEC_OUTPUTS_MAX 32   /* template annotations per Secret */
 #define SPEC_RESTARTS_MAX 16  /* entries of pgtoken.io/restart */
+#define SPEC_FORCE_MAX 128    /* bytes of pgtoken.io/force-rotate */
 
 enum spec_sslmode { SPEC_SSL_REQUIRE, SPEC_SSL_VERIFY_CA, SPEC_SSL_VERIFY_FULL };
 
@@ -122,6 +129,7 @@ struct spec {
     struct spec_restart *restarts; /* in the order written, duplicates dropped */
     size_t n_restarts;
     char *service_account;      /* NULL when unset */
+    char *force_rotate;         /* pgtoken.io/force-rotate; NULL when unset */
 };
 
 #define SPEC_INIT { 0 }

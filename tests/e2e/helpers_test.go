@@ -90,7 +90,10 @@ func (w *world) stopController() {
 	}
 	// A signal that lands before main() has blocked it (the runtime is still
 	// loading) kills the process outright: let it get going first.
-	for i := 0; i < 100 && !w.ctrl.Exited() && !strings.Contains(w.ctrl.Output(), `"msg":"controller_`); i++ {
+	started := func(out string) bool { // either log format
+		return strings.Contains(out, `"msg":"controller_`) || strings.Contains(out, " INFO controller_")
+	}
+	for i := 0; i < 100 && !w.ctrl.Exited() && !started(w.ctrl.Output()); i++ {
 		time.Sleep(100 * time.Millisecond)
 	}
 	if w.metrics != "" && !w.ctrl.Exited() {

@@ -90,6 +90,40 @@ func TestMetricsScrape(t *testing.T) {
 	if _, ok := metricValue(text, "pgtoken_rotator_build_info", `version="`); !ok {
 		t.Errorf("no build_info")
 	}
+	// Readiness per Secret, with the reason of the one that fails.
+	if v, ok := metricValue(text, "pgtoken_rotator_secret_ready", `namespace="met",secret="db",reason="Ready"`); !ok || v != 1 {
+		t.Errorf("secret_ready{db,Ready} = %v (%v)", v, ok)
+	}
+	if v, ok := metricValue(text, "pgtoken_rotator_secret_ready", `namespace="met",secret="bad",reason="LoginFailed"`); !ok || v != 0 {
+		t.Errorf("secret_ready{bad,LoginFailed} = %v (%v)", v, ok)
+	}
+	// API requests by exact status: the first list (GET 200) and the writes (PATCH 200).
+	for _, verb := range []string{"get", "patch"} {
+		if v, ok := metricValue(text, "pgtoken_rotator_kube_api_requests_total", `verb="`+verb+`",code="200"`); !ok || v < 1 {
+			t.Errorf("kube_api_requests_total{%s,200} = %v (%v)", verb, v, ok)
+		}
+	}
+	if strings.Contains(text, `code="2xx"`) {
+		t.Errorf("a status class in kube_api_requests_total")
+	}
+	// Latency histograms: cumulative buckets, +Inf equal to the count.
+	for _, h := range []string{"pgtoken_rotator_token_request_duration_seconds", "pgtoken_rotator_login_check_duration_seconds"} {
+		inf, ok1 := metricValue(text, h+"_bucket", `le="+Inf"`)
+		n, ok2 := metricValue(text, h+"_count", "")
+		low, ok3 := metricValue(text, h+"_bucket", `le="60"`)
+		if !ok1 || !ok2 || !ok3 || n < 1 || inf != n || low > inf {
+			t.Errorf("%s: +Inf %v, count %v, le=60 %v", h, inf, n, low)
+		}
+	}
+	// The standard process metrics, for this process.
+	if v, ok := metricValue(text, "process_start_time_seconds", ""); !ok || v > float64(time.Now().Unix()) || v < float64(time.Now().Add(-10*time.Minute).Unix()) {
+		t.Errorf("process_start_time_seconds = %v (%v)", v, ok)
+	}
+	for _, name := range []string{"process_cpu_seconds_total", "process_resident_memory_bytes", "process_virtual_memory_bytes", "process_open_fds", "process_max_fds"} {
+		if v, ok := metricValue(text, name, ""); !ok || v <= 0 {
+			t.Errorf("%s = %v (%v)", name, v, ok)
+		}
+	}
 	for _, p := range []string{"/healthz", "/readyz"} {
 		if code, _ := httpGet(t, base+p); code != 200 {
 			t.Errorf("%s: %d", p, code)

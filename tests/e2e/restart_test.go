@@ -75,6 +75,28 @@ func TestRestartAfterWrite(t *testing.T) {
 	if hasEvent(w.events("rst", "db"), "RestartFailed") == nil {
 		t.Errorf("no RestartFailed Event for deployment/missing")
 	}
+	// A Normal Restarted Event names the workload rolled (kind/name), and only that one.
+	restarted := func() (n int) {
+		for _, e := range w.events("rst", "db") {
+			if e.Reason != "Restarted" {
+				continue
+			}
+			if e.Type != "Normal" || e.Message != "restarted deployment/web after writing the Secret" {
+				t.Errorf("Restarted Event: %s %q", e.Type, e.Message)
+			}
+			n += e.Count
+		}
+		return n
+	}
+	var events int
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && events == 0; {
+		if events = restarted(); events == 0 {
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	if events != 1 {
+		t.Errorf("%d Restarted Events for one rolled workload; want 1", events)
+	}
 	// A change that does not alter the values: reconciled, nothing written, no restart.
 	if err := w.k.MergePatchSecret("rst", "db", map[string]any{"metadata": map[string]any{
 		"annotations": map[string]string{"team": "payments"}}}); err != nil {
@@ -86,5 +108,8 @@ func TestRestartAfterWrite(t *testing.T) {
 	}
 	if n := strings.Count(w.ctrl.Output(), `"msg":"workload_restarted"`); n != 1 {
 		t.Errorf("%d restarts for one write; want 1", n)
+	}
+	if n := restarted(); n != 1 {
+		t.Errorf("%d Restarted Events after a change that wrote nothing; want 1", n)
 	}
 }

@@ -31,6 +31,7 @@ static void test_defaults_serve_aks(void)
     T_EQ_INT(c.nnamespaces, 0);
     T_EQ_INT(c.login_check, LOGIN_CHECK_REQUIRED);
     T_EQ_STR(c.db_sslmode, "verify-full");
+    T_EQ_STR(c.log_format, "json");
     T_CHECK(c.refresh_ratio == 0.5);
     T_EQ_INT(c.resync_s, 60);
     T_EQ_INT(c.relist_s, 1800);
@@ -43,14 +44,16 @@ static void test_file_then_flags(void)
                        "workers: 8\n"
                        "rotation:\n  refreshRatio: 0.4\n"
                        "loginCheck:\n  mode: best-effort\n  insecureSkipTLSVerify: true\n"
-                       "log: {level: debug}\n"
+                       "log: {level: debug, format: text}\n"
                        "watch: {resyncSeconds: 5, relistSeconds: 0}\n";
     char *path = write_tmp(yaml);
     char *argv[] = { "run", "--workers", "2", "--config", path, "--namespace=team-c", NULL };
+    char *json[] = { "run", "--log-format=json", NULL };
     struct config c;
 
     config_init(&c);
     T_RC(config_parse_args(&c, 6, argv), 0);
+    T_EQ_STR(c.log_format, "text");
     T_EQ_INT(c.workers, 2); /* the flag wins over the file */
     T_EQ_INT(c.nnamespaces, 3);
     T_EQ_STR(c.namespaces[2], "team-c");
@@ -73,6 +76,10 @@ static void test_file_then_flags(void)
     T_CHECK(strstr(err_msg(), "watch.relistSeconds") != NULL);
     c.relist_s = -1;
     T_RC(config_validate(&c), ERR_INVALID);
+    c.relist_s = 0;
+    T_RC(config_parse_args(&c, 2, json), 0); /* the flag wins over the file */
+    T_EQ_STR(c.log_format, "json");
+    T_RC(config_validate(&c), 0);
     config_release(&c);
     unlink(path);
 }
@@ -112,6 +119,8 @@ static void test_flag_errors(void)
     char *no_value[] = { "run", "--workers", NULL };
     char *bad_value[] = { "run", "--refresh-ratio", "0", NULL };
     char *bad_level[] = { "run", "--log-level", "loud", NULL };
+    char *bad_format[] = { "run", "--log-format", "xml", NULL };
+    char *text[] = { "run", "--log-format", "text", NULL };
 
     config_init(&c);
     T_RC(config_parse_args(&c, 2, bad_flag), ERR_INVALID);
@@ -121,6 +130,14 @@ static void test_flag_errors(void)
     T_RC(config_parse_args(&c, 3, bad_level), 0);
     T_RC(config_validate(&c), ERR_INVALID);
     T_CHECK(strstr(err_msg(), "log.level") != NULL);
+    config_release(&c);
+
+    config_init(&c);
+    T_RC(config_parse_args(&c, 3, bad_format), 0);
+    T_RC(config_validate(&c), ERR_INVALID);
+    T_CHECK(strstr(err_msg(), "log.format xml: must be json or text") != NULL);
+    T_RC(config_parse_args(&c, 3, text), 0);
+    T_RC(config_validate(&c), 0);
     config_release(&c);
 }
 

@@ -565,7 +565,7 @@ static void collect_gauge(struct metrics *m, void *ctx)
 static void test_render_types_and_escaping(void)
 {
     struct metrics *m = metrics_new();
-    struct metric *c, *g, *h, *s, *empty, *scrapes;
+    struct metric *c, *g, *h, *hs, *empty, *scrapes;
     const char *const cl[] = { "path", "code", NULL };
     const char *const hl[] = { "verb", NULL };
     const double bounds[] = { 0.1, 0.5, 1, 2.5 };
@@ -575,7 +575,8 @@ static void test_render_types_and_escaping(void)
     T_RC(metrics_counter(&c, m, "t_requests_total", "Requests \\ with\nnewline.", cl), 0);
     T_RC(metrics_gauge(&g, m, "t_temperature", "A gauge.", NULL), 0);
     T_RC(metrics_histogram(&h, m, "t_latency_seconds", "A histogram.", hl, bounds, 4), 0);
-    T_RC(metrics_summary(&s, m, "t_summary_seconds", "A summary.", NULL), 0);
+    T_RC(metrics_histogram(&hs, m, "t_set_seconds", "A histogram set by a collector.", NULL,
+                           bounds, 4), 0);
     T_RC(metrics_gauge(&empty, m, "t_empty", "Never set.", hl), 0);
     T_RC(metrics_gauge(&scrapes, m, "t_scrapes", "Collector runs.", NULL), 0);
     T_RC(metrics_collector(m, collect_gauge, scrapes), 0);
@@ -592,7 +593,12 @@ static void test_render_types_and_escaping(void)
     metric_observe(h, METRIC_LABELS("put"), 0.01);
     metric_observe(g, NULL, 5);                   /* wrong type: ignored */
     metric_set(h, METRIC_LABELS("get"), 5);       /* wrong type: ignored */
-    metric_set_sum_count(s, NULL, 12.5, 4);
+    /* per bucket, the last one +Inf: rendered cumulative, the count their total */
+    metric_set_histogram(hs, NULL, (const uint64_t[]){ 9, 9, 9, 9, 9 }, 5, 1);
+    metric_set_histogram(hs, NULL, (const uint64_t[]){ 1, 0, 2, 0, 3 }, 5, 12.5); /* replaces */
+    metric_set_histogram(hs, NULL, (const uint64_t[]){ 1, 1, 1, 1 }, 4, 7);  /* not 4 + 1 */
+    metric_set_histogram(c, METRIC_LABELS("/a", "200"), (const uint64_t[]){ 1 }, 1, 7);
+    metric_set_histogram(NULL, NULL, NULL, 0, 0);
     metric_inc(NULL, NULL);
 
     if (!render_parse(&x, m, &text))
@@ -613,9 +619,15 @@ static void test_render_types_and_escaping(void)
     T_CHECK(fabs(expo_get(&x, "t_latency_seconds_sum", "verb=get") - 100.8) < 1e-9);
     T_CHECK(expo_get(&x, "t_latency_seconds_count", "verb=get") == 3);
     T_CHECK(expo_get(&x, "t_latency_seconds_bucket", "verb=put,le=0.1") == 1);
-    T_EQ_STR(fam_type(&x, "t_summary_seconds"), "summary");
-    T_CHECK(expo_get(&x, "t_summary_seconds_sum", "") == 12.5);
-    T_CHECK(expo_get(&x, "t_summary_seconds_count", "") == 4);
+    T_EQ_STR(fam_type(&x, "t_set_seconds"), "histogram");
+    T_CHECK(expo_get(&x, "t_set_seconds_bucket", "le=0.1") == 1);
+    T_CHECK(expo_get(&x, "t_set_seconds_bucket", "le=0.5") == 1);
+    T_CHECK(expo_get(&x, "t_set_seconds_bucket", "le=1") == 3);
+    T_CHECK(expo_get(&x, "t_set_seconds_bucket", "le=2.5") == 3);
+    T_CHECK(expo_get(&x, "t_set_seconds_bucket", "le=+Inf") == 6);
+    T_CHECK(expo_get(&x, "t_set_seconds_count", "") == 6);
+    T_CHECK(expo_get(&x, "t_set_seconds_sum", "") == 12.5);
+    T_CHECK(metric_value(hs, NULL) == 6);
     T_CHECK(expo_family(&x, "t_empty") != NULL);
     T_EQ_INT(expo_count(&x, "t_empty"), 0);
     T_CHECK(expo_get(&x, "t_scrapes", "") == 1);
@@ -825,6 +837,12 @@ static void test_app_families(void)
         "kube_api_conflicts_total", "kube_api_throttled_total", "workqueue_depth",
         "workqueue_delayed", "leader", "ready", "secrets_overdue", "resync_requeued_total",
     };
+    /* the standard ones, without the prefix */
+    static const char *const process[] = {
+        "process_cpu_seconds_total", "process_open_fds", "process_max_fds",
+        "process_virtual_memory_bytes", "process_resident_memory_bytes",
+        "process_start_time_seconds",
+    };
     struct app_fixture f;
     struct buf text = BUF_INIT(0);
     struct expo x = { 0 };
@@ -836,7 +854,19 @@ static void test_app_families(void)
     }
     if (!render_parse(&x, f.m, &text))
         goto out;
-    T_EQ_INT(x.nf, (int)(sizeof(names) / sizeof(names[0])));
+    T_EQ_INT(x.nf, (int)(sizeof(names) / sizeof(names[0]) + sizeof(process) / sizeof(process[0])));
+    for (size_t i = 0; i < sizeof(process) / sizeof(process[0]); i++) {
+        /* one series each, read from /proc at the scrape */
+        if (expo_count(&x, process[i]) != 1)
+            t_fail(__FILE__, __LINE__, "%s: %d series", process[i], expo_count(&x, process[i]));
+        else if (!(expo_get(&x, process[i], "") >= 0))
+            t_fail(__FILE__, __LINE__, "%s is %g", process[i], expo_get(&x, process[i], ""));
+    }
+    T_EQ_STR(fam_type(&x, "process_cpu_seconds_total"), "counter");
+    T_EQ_STR(fam_type(&x, "process_start_time_seconds"), "gauge");
+    T_CHECK(expo_get(&x, "process_open_fds", "") >= 3);
+    T_CHECK(expo_get(&x, "process_max_fds", "") >= expo_get(&x, "process_open_fds", ""));
+    T_CHECK(expo_get(&x, "process_start_time_seconds", "") > 1.7e9);
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         const struct x_family *fam;
         snprintf(full, sizeof(full), METRICS_PREFIX "%s", names[i]);
@@ -859,6 +889,11 @@ static void test_app_families(void)
     T_CHECK(expo_get(&x, "pgtoken_rotator_managed_secrets", "") == 0);
     T_CHECK(expo_get(&x, "pgtoken_rotator_secrets_overdue", "") == 0);
     T_CHECK(expo_get(&x, "pgtoken_rotator_resync_requeued_total", "") == 0);
+    /* the latency histograms exist from the start, empty (rate() has a series) */
+    T_CHECK(expo_get(&x, "pgtoken_rotator_login_check_duration_seconds_bucket", "le=+Inf") == 0);
+    T_CHECK(expo_get(&x, "pgtoken_rotator_token_request_duration_seconds_count", "") == 0);
+    T_EQ_INT(expo_count(&x, "pgtoken_rotator_token_request_duration_seconds_bucket"), 13);
+    T_EQ_INT(expo_count(&x, "pgtoken_rotator_kube_api_request_duration_seconds_count"), 0);
     T_RC(metrics_register_app(f.m, &(struct metrics_sources){ 0 }), ERR_INVALID);
 out:
     expo_free(&x);
@@ -890,7 +925,11 @@ static void test_app_values_move(void)
     atomic_fetch_add(&f.rot.restarts, 2);
     atomic_fetch_add(&f.rot.login[PG_LOGIN_OK], 3);
     atomic_fetch_add(&f.rot.login[PG_LOGIN_TLS], 1);
-    atomic_fetch_add(&f.rot.login_latency_ms_sum, 2500);
+    /* four checks: 3 ms, 40 ms, 1.2 s, 1.257 s */
+    latency_hist_observe_ms(&f.rot.login_latency, 3);
+    latency_hist_observe_ms(&f.rot.login_latency, 40);
+    latency_hist_observe_ms(&f.rot.login_latency, 1200);
+    latency_hist_observe_ms(&f.rot.login_latency, 1257);
     atomic_fetch_add(&f.watch.lists, 2);
     atomic_fetch_add(&f.watch.restarts, 5);
     atomic_fetch_add(&f.watch.events, 40);
@@ -900,7 +939,8 @@ static void test_app_values_move(void)
     atomic_fetch_add(&ts->requests, 4);
     atomic_fetch_add(&ts->failures, 1);
     atomic_fetch_add(&ts->hits, 9);
-    atomic_fetch_add(&ts->latency_ms_sum, 1200);
+    for (int i = 0; i < 4; i++) /* four requests: 300 ms each */
+        latency_hist_observe_ms(&ts->latency, 300);
     ks = kube_client_stats(f.kc);
     atomic_fetch_add(&ks->errors, 6);
     atomic_fetch_add(&ks->conflicts, 2);
@@ -926,6 +966,10 @@ static void test_app_values_move(void)
     metrics_api_request(f.m, "PATCH", 0, 30000);
     metrics_api_request(f.m, "WATCH", 200, 300000);
     metrics_api_request(f.m, "BREW", 418, 1);
+    metrics_api_request(f.m, "POST", 201, 5);
+    metrics_api_request(f.m, "post", 201, 5);
+    metrics_api_request(f.m, "DELETE", 99, 5);   /* not a status: no answer */
+    metrics_api_request(f.m, "DELETE", 600, 5);
     metrics_rotation_failure(f.m, "LoginFailed");
     metrics_rotation_failure(f.m, "LoginFailed");
     metrics_rotation_failure(f.m, "TokenFailed");
@@ -948,11 +992,22 @@ static void test_app_values_move(void)
     T_CHECK(G("login_checks_total", "result=unreachable") == 0);
     T_CHECK(G("login_check_duration_seconds_sum", "") == 2.5);
     T_CHECK(G("login_check_duration_seconds_count", "") == 4);
+    T_CHECK(G("login_check_duration_seconds_bucket", "le=0.005") == 1);
+    T_CHECK(G("login_check_duration_seconds_bucket", "le=0.025") == 1);
+    T_CHECK(G("login_check_duration_seconds_bucket", "le=0.1") == 2);
+    T_CHECK(G("login_check_duration_seconds_bucket", "le=1") == 2);
+    T_CHECK(G("login_check_duration_seconds_bucket", "le=2") == 4);
+    T_CHECK(G("login_check_duration_seconds_bucket", "le=60") == 4);
+    T_CHECK(G("login_check_duration_seconds_bucket", "le=+Inf") == 4);
     T_CHECK(G("token_requests_total", "result=success") == 3);
     T_CHECK(G("token_requests_total", "result=failure") == 1);
     T_CHECK(G("token_cache_hits_total", "") == 9);
     T_CHECK(G("token_request_duration_seconds_sum", "") == 1.2);
     T_CHECK(G("token_request_duration_seconds_count", "") == 4);
+    T_CHECK(G("token_request_duration_seconds_bucket", "le=0.25") == 0);
+    T_CHECK(G("token_request_duration_seconds_bucket", "le=0.5") == 4);
+    T_CHECK(G("token_request_duration_seconds_bucket", "le=+Inf") == 4);
+    T_EQ_STR(fam_type(&x, "pgtoken_rotator_token_request_duration_seconds"), "histogram");
     T_CHECK(G("login_check_cache_hits_total", "") == 1);
     T_CHECK(G("login_check_cache_entries", "") == 1);
     T_CHECK(G("watch_lists_total", "") == 2);
@@ -963,12 +1018,16 @@ static void test_app_values_move(void)
     T_CHECK(G("kube_api_errors_total", "") == 6);
     T_CHECK(G("kube_api_conflicts_total", "") == 2);
     T_CHECK(G("kube_api_throttled_total", "") == 1);
-    T_CHECK(G("kube_api_requests_total", "verb=get,code=2xx") == 1);
-    T_CHECK(G("kube_api_requests_total", "verb=get,code=4xx") == 1);
-    T_CHECK(G("kube_api_requests_total", "verb=put,code=4xx") == 1);
+    T_CHECK(G("kube_api_requests_total", "verb=get,code=200") == 1);
+    T_CHECK(G("kube_api_requests_total", "verb=get,code=404") == 1);
+    T_CHECK(G("kube_api_requests_total", "verb=put,code=409") == 1);
     T_CHECK(G("kube_api_requests_total", "verb=patch,code=error") == 1);
-    T_CHECK(G("kube_api_requests_total", "verb=watch,code=2xx") == 1);
-    T_CHECK(G("kube_api_requests_total", "verb=other,code=4xx") == 1);
+    T_CHECK(G("kube_api_requests_total", "verb=watch,code=200") == 1);
+    T_CHECK(G("kube_api_requests_total", "verb=other,code=418") == 1);
+    T_CHECK(G("kube_api_requests_total", "verb=post,code=201") == 2);
+    T_CHECK(G("kube_api_requests_total", "verb=delete,code=error") == 2);
+    T_CHECK(G("kube_api_requests_total", "verb=get,code=4xx") == -12345); /* no classes */
+    T_EQ_INT(expo_count(&x, "pgtoken_rotator_kube_api_requests_total"), 8);
     T_CHECK(G("kube_api_request_duration_seconds_count", "verb=get") == 2);
     T_CHECK(G("kube_api_request_duration_seconds_bucket", "verb=get,le=0.005") == 1);
     T_CHECK(G("kube_api_request_duration_seconds_bucket", "verb=get,le=0.025") == 2);
@@ -1030,6 +1089,25 @@ out:
     kube_secret_free(s3);
     sbuf_free(tok);
     fixture_release(&f);
+}
+
+/* Drops the samples of the process_* families (they move between two scrapes). */
+static void strip_process(struct buf *b)
+{
+    size_t w = 0;
+
+    for (size_t r = 0; r < b->len;) {
+        const char *nl = memchr(b->ptr + r, '\n', b->len - r);
+        size_t n = nl ? (size_t)(nl - (b->ptr + r)) + 1 : b->len - r;
+        if (strncmp(b->ptr + r, "process_", 8)) {
+            memmove(b->ptr + w, b->ptr + r, n);
+            w += n;
+        }
+        r += n;
+    }
+    b->len = w;
+    if (b->ptr)
+        b->ptr[w] = '\0';
 }
 
 /* With secret_status, the per-Secret gauges come from the store at scrape time:
@@ -1098,6 +1176,8 @@ static void test_app_secret_gauges_from_store(void)
         T_EQ_INT(n, 0);
         T_EQ_INT(metrics_scrape_read(sc, piece, sizeof(piece)), 0); /* and stays over */
         metrics_scrape_free(sc);
+        strip_process(&pieces);
+        strip_process(&text);
         T_EQ_INT(pieces.len, text.len);
         T_CHECK(pieces.len == text.len && !memcmp(pieces.ptr, text.ptr, text.len));
         buf_release(&pieces);
@@ -1106,6 +1186,154 @@ out:
     expo_free(&x);
     buf_release(&text);
     metrics_free(m);
+    store_free(st);
+}
+
+/* A Secret with the given annotations (a JSON object's members, may be ""),
+ * kept as the controller keeps it: only pgtoken.io/ annotations. */
+static struct kube_secret *secret_ann(const char *ns, const char *name, const char *ann,
+                                      bool deleting)
+{
+    static const char *const skip[] = { STATUS_LAST_ERROR_AT, NULL };
+    static const struct kube_secret_keep keep = { "pgtoken.io/", skip };
+    char text[2048];
+    cJSON *j = NULL;
+    struct kube_secret *s = NULL;
+
+    snprintf(text, sizeof(text),
+             "{\"metadata\":{\"namespace\":\"%s\",\"name\":\"%s\",\"resourceVersion\":\"1\"%s,"
+             "\"annotations\":{\"other.example/x\":\"InvalidConfig: not ours\"%s%s}},"
+             "\"data\":{}}",
+             ns, name, deleting ? ",\"deletionTimestamp\":\"2026-01-01T00:00:00Z\"" : "",
+             *ann ? "," : "", ann);
+    if (json_parse(&j, text, strlen(text), 1 << 20) == 0)
+        kube_secret_from_json_keep(&s, j, &keep);
+    cJSON_Delete(j);
+    return s;
+}
+
+#define EXP_FUTURE "\"pgtoken.io/status.expires-at\":\"2099-01-01T00:00:00Z\""
+#define EXP_PAST "\"pgtoken.io/status.expires-at\":\"2001-01-01T00:00:00Z\""
+#define LAST_ERROR(text) "\"pgtoken.io/status.last-error\":\"" text "\""
+
+/* The readiness of one Secret, each way it can be, at a fixed now. */
+static void test_secret_readiness(void)
+{
+    static const struct {
+        const char *ann;
+        bool ready;
+        const char *reason;
+    } cases[] = {
+        { EXP_FUTURE, true, "Ready" },
+        { EXP_FUTURE ",\"pgtoken.io/status.rotate-at\":\"2001-01-01T00:00:00Z\"", true, "Ready" },
+        { EXP_PAST, false, "Expired" },
+        { "\"pgtoken.io/status.expires-at\":\"2026-11-23T18:00:00Z\"", false, "Expired" }, /* == now */
+        { "\"pgtoken.io/status.expires-at\":\"2026-11-23T18:00:01Z\"", true, "Ready" },
+        { "", false, "Pending" },
+        { "\"pgtoken.io/host\":\"db.example.test\"", false, "Pending" },
+        { "\"pgtoken.io/status.expires-at\":\"garbage\"", false, "Pending" },
+        /* an error wins over a good token: the Secret is not what its user asked for */
+        { EXP_FUTURE "," LAST_ERROR("InvalidConfig: unknown annotation pgtoken.io/hots; did you "
+                                    "mean pgtoken.io/host?; nothing was written"),
+          false, "InvalidConfig" },
+        { EXP_PAST "," LAST_ERROR("TokenFailed: token endpoint answered 401"), false,
+          "TokenFailed" },
+        { LAST_ERROR("LoginFailed: password authentication failed for user \\\"app\\\""), false,
+          "LoginFailed" },
+        { EXP_FUTURE "," LAST_ERROR("WriteFailed: 403 Forbidden"), false, "WriteFailed" },
+        { LAST_ERROR("SomethingNew: x"), false, "SomethingNew" },
+        { LAST_ERROR("Abcdefghijklmnopqrstuvwxyzabcdef: 32 letters"), false,
+          "Abcdefghijklmnopqrstuvwxyzabcdef" },
+        { LAST_ERROR("Abcdefghijklmnopqrstuvwxyzabcdefg: 33 letters"), false, "Other" },
+        { LAST_ERROR("no colon at all"), false, "Other" },
+        { LAST_ERROR("Two words: x"), false, "Other" },
+        { LAST_ERROR("Tok3n: x"), false, "Other" },
+        { LAST_ERROR(": x"), false, "Other" },
+        { LAST_ERROR("Token\\\"Failed\\\": x"), false, "Other" },
+        { LAST_ERROR("Tokén: x"), false, "Other" },
+        { EXP_FUTURE "," LAST_ERROR(""), false, "Other" },
+    };
+    const int64_t now = 1795456800; /* 2026-11-23T18:00:00Z */
+    char reason[METRICS_READY_REASON_MAX + 1];
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct kube_secret *s = secret_ann("ns", "s", cases[i].ann, false);
+        if (!s) {
+            t_fail(__FILE__, __LINE__, "case %zu: no Secret (%s)", i, err_msg());
+            continue;
+        }
+        memset(reason, 'x', sizeof(reason));
+        if (metrics_secret_readiness(reason, s, now) != cases[i].ready)
+            t_fail(__FILE__, __LINE__, "case %zu (%s): ready is not %d", i, cases[i].ann,
+                   cases[i].ready);
+        if (memchr(reason, '\0', sizeof(reason)) == NULL || strcmp(reason, cases[i].reason))
+            t_fail(__FILE__, __LINE__, "case %zu (%s): reason \"%.*s\", want \"%s\"", i,
+                   cases[i].ann, (int)sizeof(reason), reason, cases[i].reason);
+        kube_secret_free(s);
+    }
+}
+
+/* pgtoken_rotator_secret_ready: one series per cached Secret, made at scrape
+ * time from the store, whatever its state; none for a Secret being deleted, or
+ * once it is gone from the store. */
+static void test_app_secret_ready(void)
+{
+    struct metrics *m = metrics_new(), *m2 = metrics_new();
+    struct store *st = store_new();
+    struct buf text = BUF_INIT(0);
+    struct expo x = { 0 };
+    struct metrics_sources src = { .store = st, .secret_status = st };
+    struct metrics_sources no_status = { .store = st };
+
+    T_RC(metrics_register_app(m, &src), 0);
+    store_upsert(st, secret_ann("team-a", "good", EXP_FUTURE, false));
+    store_upsert(st, secret_ann("team-a", "new", "", false));
+    store_upsert(st, secret_ann("team-a", "old", EXP_PAST, false));
+    store_upsert(st, secret_ann("team-b", "typo",
+                                LAST_ERROR("InvalidConfig: unknown annotation pgtoken.io/hots"),
+                                false));
+    store_upsert(st, secret_ann("team-b", "denied",
+                                EXP_FUTURE "," LAST_ERROR("LoginFailed: role \\\"app\\\""), false));
+    store_upsert(st, secret_ann("team-b", "odd", LAST_ERROR("who knows"), false));
+    store_upsert(st, secret_ann("team-b", "going", EXP_FUTURE, true));
+    if (!render_parse(&x, m, &text))
+        goto out;
+#define G(labels) expo_get(&x, "pgtoken_rotator_secret_ready", labels)
+    T_EQ_STR(fam_type(&x, "pgtoken_rotator_secret_ready"), "gauge");
+    T_CHECK(*fam_help(&x, "pgtoken_rotator_secret_ready") != '\0');
+    T_EQ_INT(expo_count(&x, "pgtoken_rotator_secret_ready"), 6);
+    T_CHECK(G("namespace=team-a,secret=good,reason=Ready") == 1);
+    T_CHECK(G("namespace=team-a,secret=new,reason=Pending") == 0);
+    T_CHECK(G("namespace=team-a,secret=old,reason=Expired") == 0);
+    T_CHECK(G("namespace=team-b,secret=typo,reason=InvalidConfig") == 0);
+    T_CHECK(G("namespace=team-b,secret=denied,reason=LoginFailed") == 0);
+    T_CHECK(G("namespace=team-b,secret=odd,reason=Other") == 0);
+    T_CHECK(G("namespace=team-b,secret=going,reason=Ready") == -12345);
+    expo_free(&x);
+    buf_release(&text);
+    /* the error is cleared and a token written: the series changes its reason */
+    store_upsert(st, secret_ann("team-b", "typo", EXP_FUTURE, false));
+    T_CHECK(store_delete(st, "team-a/old"));
+    if (!render_parse(&x, m, &text))
+        goto out;
+    T_EQ_INT(expo_count(&x, "pgtoken_rotator_secret_ready"), 5);
+    T_CHECK(G("namespace=team-b,secret=typo,reason=Ready") == 1);
+    T_CHECK(G("namespace=team-b,secret=typo,reason=InvalidConfig") == -12345);
+    T_CHECK(G("namespace=team-a,secret=old,reason=Expired") == -12345);
+#undef G
+    expo_free(&x);
+    buf_release(&text);
+    /* without secret_status there is nothing to read it from: no family */
+    T_RC(metrics_register_app(m2, &no_status), 0);
+    if (!render_parse(&x, m2, &text))
+        goto out;
+    T_CHECK(expo_family(&x, "pgtoken_rotator_secret_ready") == NULL);
+    T_CHECK(expo_get(&x, "pgtoken_rotator_managed_secrets", "") == 6);
+out:
+    expo_free(&x);
+    buf_release(&text);
+    metrics_free(m);
+    metrics_free(m2);
     store_free(st);
 }
 
@@ -1299,6 +1527,8 @@ int main(void)
     T_RUN(test_app_families);
     T_RUN(test_app_values_move);
     T_RUN(test_app_secret_gauges_from_store);
+    T_RUN(test_secret_readiness);
+    T_RUN(test_app_secret_ready);
     T_RUN(test_httpd_endpoints);
     T_RUN(test_httpd_addresses);
     curl_global_cleanup();

@@ -595,6 +595,46 @@ static void test_cache_keeps_ok_until_expiry(void)
     sbuf_free(tok2);
 }
 
+/* pg_check_fresh: a kept OK does not answer; the login made replaces it, and a failure
+ * drops it (the token's kept OK must not outlive a refusal that was seen). */
+static void test_cache_fresh_logs_in_again(void)
+{
+    struct pg_check_cache *c = pg_check_cache_new(8, &FAKE_HOOKS);
+    struct sbuf *tok = sbuf_from("token-one", 9);
+    struct pg_target t = { "db.example", 5432, "postgres", "app1" };
+    struct pg_check_result res;
+    struct pg_check_cache_stats st;
+
+    fake_reset();
+    T_RC(pg_check_cached(&res, c, &t, tok, 1100, NULL), 0);
+    T_RC(pg_check_fresh(&res, c, &t, tok, 1100, NULL), 0);
+    T_LOGIN(res, PG_LOGIN_OK, "fake ok");
+    T_CHECK(!res.cached);
+    T_EQ_INT(fake.calls, 2);
+    /* Its OK is kept for everyone else. */
+    T_RC(pg_check_cached(&res, c, &t, tok, 1100, NULL), 0);
+    T_CHECK(res.cached);
+    T_EQ_INT(fake.calls, 2);
+    pg_check_cache_stats(&st, c);
+    T_EQ_INT(st.entries, 1);
+    T_EQ_INT(st.hits, 1);
+    T_EQ_INT(st.checks, 2);
+    /* A refusal is what the caller gets, and nothing is kept for the token. */
+    fake.answer = PG_LOGIN_REJECTED;
+    T_RC(pg_check_fresh(&res, c, &t, tok, 1100, NULL), 0);
+    T_LOGIN(res, PG_LOGIN_REJECTED, "fake rejected");
+    T_CHECK(!res.cached);
+    pg_check_cache_stats(&st, c);
+    T_EQ_INT(st.entries, 0);
+    T_RC(pg_check_cached(&res, c, &t, tok, 1100, NULL), 0);
+    T_LOGIN(res, PG_LOGIN_REJECTED, "fake rejected");
+    T_EQ_INT(fake.calls, 4);
+    T_RC(pg_check_fresh(&res, c, NULL, tok, 1100, NULL), ERR_INVALID);
+    T_RC(pg_check_fresh(&res, NULL, &t, tok, 1100, NULL), ERR_INVALID);
+    pg_check_cache_free(c);
+    sbuf_free(tok);
+}
+
 static void test_cache_never_keeps_failures(void)
 {
     struct pg_check_cache *c = pg_check_cache_new(8, &FAKE_HOOKS);
@@ -1182,6 +1222,7 @@ int main(void)
     T_RUN(test_classify_canned);
     T_RUN(test_classify_redacts_and_caps);
     T_RUN(test_cache_keeps_ok_until_expiry);
+    T_RUN(test_cache_fresh_logs_in_again);
     T_RUN(test_cache_never_keeps_failures);
     T_RUN(test_cache_key_fields);
     T_RUN(test_cache_bounded);

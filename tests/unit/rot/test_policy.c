@@ -18,7 +18,7 @@ static struct plan decide(int64_t iat_s, int64_t exp_s, int64_t now_ms, uint64_t
                           const struct policy_cfg *cfg)
 {
     char iat[32], exp[32];
-    struct policy_input in = { HASH, HASH, iat, exp, true, seed };
+    struct policy_input in = { HASH, HASH, iat, exp, true, seed, NULL, NULL };
     struct plan p = PLAN_INIT;
 
     clock_rfc3339(iat, iat_s);
@@ -37,7 +37,7 @@ static struct plan decide(int64_t iat_s, int64_t exp_s, int64_t now_ms, uint64_t
 
 static void test_new(void)
 {
-    struct policy_input in = { HASH, NULL, NULL, NULL, true, 1 };
+    struct policy_input in = { HASH, NULL, NULL, NULL, true, 1, NULL, NULL };
     struct plan p = PLAN_INIT;
     static const char *const bad_times[] = {
         "", "yesterday", "2024-01-01", "2024-01-01T00:00:00+01:00", "2024-13-01T00:00:00Z",
@@ -80,7 +80,7 @@ static void test_new(void)
 static void test_reason_order(void)
 {
     char iat[32], exp[32];
-    struct policy_input in = { HASH, "fedcba9876543210", iat, exp, false, 1 };
+    struct policy_input in = { HASH, "fedcba9876543210", iat, exp, false, 1, NULL, NULL };
     struct plan p = PLAN_INIT;
 
     clock_rfc3339(iat, T0);
@@ -102,6 +102,78 @@ static void test_reason_order(void)
     in.status_spec_hash = HASH "0"; /* a longer hash is a different one */
     policy_decide(&p, &in, T0 * 1000, NULL);
     T_PLAN(p, PLAN_ROTATE, "spec-changed", 0);
+}
+
+/* pgtoken.io/force-rotate: a value not handled yet rotates a fresh Secret with plan.force;
+ * the value handled (status.force-rotate) does nothing; every other ROTATE carries force while
+ * one is pending, so the write that handles it records it. */
+static void test_force_rotate(void)
+{
+    char iat[32], exp[32];
+    struct policy_input in = { HASH, HASH, iat, exp, true, 1, NULL, NULL };
+    struct plan p = PLAN_INIT;
+    int64_t now = (T0 + 60) * 1000; /* one minute into a one-hour token: fresh */
+    static const struct {
+        const char *value, *status, *reason;
+        bool force;
+    } cases[] = {
+        { NULL, NULL, "fresh", false },                              /* no annotation */
+        { NULL, "2024-05-01T12:00:00Z", "fresh", false },            /* removed after use */
+        { "", NULL, "fresh", false },                                /* empty: nothing asked */
+        { "", "2024-05-01T12:00:00Z", "fresh", false },
+        { "2024-05-01T12:00:00Z", NULL, "forced", true },            /* first one */
+        { "2024-05-01T12:00:00Z", "2024-05-01T12:00:00Z", "fresh", false }, /* handled */
+        { "2024-05-01T12:05:00Z", "2024-05-01T12:00:00Z", "forced", true }, /* a new one */
+        { "2024-05-01T12:00:00Z", "2024-05-01T12:00:00Z ", "forced", true }, /* byte for byte */
+        { "1", "2", "forced", true },                                /* any text: a counter */
+        { "2", "2", "fresh", false },
+    };
+
+    clock_rfc3339(iat, T0);
+    clock_rfc3339(exp, T0 + 3600);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        in.force_rotate = cases[i].value;
+        in.status_force_rotate = cases[i].status;
+        policy_decide(&p, &in, now, &no_jitter);
+        if (strcmp(p.reason, cases[i].reason) || p.force != cases[i].force ||
+            (p.action == PLAN_ROTATE) != !strcmp(cases[i].reason, "forced"))
+            t_fail(__FILE__, __LINE__, "case %zu (%s, %s): %s force=%d", i,
+                   cases[i].value ? cases[i].value : "NULL",
+                   cases[i].status ? cases[i].status : "NULL", p.reason, (int)p.force);
+    }
+    /* Handled: the plan is the usual one, due at the ratio point. */
+    in.force_rotate = in.status_force_rotate = "2024-05-01T12:00:00Z";
+    policy_decide(&p, &in, now, &no_jitter);
+    T_PLAN(p, PLAN_NONE, "fresh", 29 * MIN_MS);
+    T_CHECK(!p.force);
+    /* Pending: forced beats every reason but "new", which carries force too. */
+    in.force_rotate = "2024-05-01T12:05:00Z";
+    in.status_spec_hash = "fedcba9876543210";
+    in.keys_present = false;
+    policy_decide(&p, &in, (T0 + 7200) * 1000, &no_jitter); /* expired too */
+    T_PLAN(p, PLAN_ROTATE, "forced", 0);
+    T_CHECK(p.force);
+    in.status_spec_hash = NULL;
+    policy_decide(&p, &in, now, &no_jitter);
+    T_PLAN(p, PLAN_ROTATE, "new", 0);
+    T_CHECK(p.force);
+    /* Handled, with other reasons to rotate: they rotate without force. */
+    in.status_force_rotate = in.force_rotate;
+    policy_decide(&p, &in, now, &no_jitter);
+    T_PLAN(p, PLAN_ROTATE, "new", 0);
+    T_CHECK(!p.force);
+    in.status_spec_hash = "fedcba9876543210";
+    policy_decide(&p, &in, now, &no_jitter);
+    T_PLAN(p, PLAN_ROTATE, "spec-changed", 0);
+    T_CHECK(!p.force);
+    in.status_spec_hash = HASH;
+    policy_decide(&p, &in, (T0 + 3600) * 1000, &no_jitter);
+    T_PLAN(p, PLAN_ROTATE, "keys-missing", 0);
+    T_CHECK(!p.force);
+    in.keys_present = true;
+    policy_decide(&p, &in, (T0 + 1800) * 1000, &no_jitter);
+    T_PLAN(p, PLAN_ROTATE, "due", 0);
+    T_CHECK(!p.force);
 }
 
 static void test_due_boundaries(void)
@@ -301,7 +373,7 @@ static void test_bad_inputs(void)
 static void test_status(void)
 {
     struct policy_status st;
-    struct policy_input in = { HASH, NULL, NULL, NULL, true, 99 };
+    struct policy_input in = { HASH, NULL, NULL, NULL, true, 99, NULL, NULL };
     struct plan p = PLAN_INIT;
     int64_t t;
 
@@ -336,6 +408,7 @@ int main(void)
 {
     T_RUN(test_new);
     T_RUN(test_reason_order);
+    T_RUN(test_force_rotate);
     T_RUN(test_due_boundaries);
     T_RUN(test_short_lifetime);
     T_RUN(test_long_lifetime_and_ratio);

@@ -425,24 +425,35 @@ static void test_preset_prefect(void)
             return;
         T_EQ_STR(keys(&s), "PREFECT_SERVER_DATABASE_CONNECTION_URL,"
                            "PREFECT_SERVER_DATABASE_SQLALCHEMY_CONNECT_ARGS_TLS_CHECK_HOSTNAME,"
-                           "PREFECT_SERVER_DATABASE_SQLALCHEMY_CONNECT_ARGS_TLS_ENABLED");
+                           "PREFECT_SERVER_DATABASE_SQLALCHEMY_CONNECT_ARGS_TLS_ENABLED,"
+                           "connection-string");
         snprintf(url, sizeof(url), "postgresql+asyncpg://%s:%s@db.example.com:6432/app%%20db%s",
                  ROLE_URL, TOKEN, want[i][1]);
         T_EQ_STR(render(&s, "PREFECT_SERVER_DATABASE_CONNECTION_URL", TOKEN), url);
+        /* The prefect-server Helm chart's key: the same URL, for every sslmode. */
+        T_EQ_STR(render(&s, "connection-string", TOKEN), url);
         T_EQ_STR(render(&s, "PREFECT_SERVER_DATABASE_SQLALCHEMY_CONNECT_ARGS_TLS_ENABLED", TOKEN),
                  want[i][2]);
         T_EQ_STR(render(&s, "PREFECT_SERVER_DATABASE_SQLALCHEMY_CONNECT_ARGS_TLS_CHECK_HOSTNAME",
                         TOKEN), want[i][3]);
-        /* Every key is a valid environment variable name, for envFrom. */
-        for (size_t k = 0; k < s.n_outputs; k++)
-            T_EQ_INT(strspn(s.outputs[k].key, "ABCDEFGHIJKLMNOPQRSTUVWXYZ_"),
-                     strlen(s.outputs[k].key));
+        /* Every key is a name Kubernetes takes from envFrom as a variable (its IsEnvVarName:
+         * [-._a-zA-Z][-._a-zA-Z0-9]*), so envFrom skips none; only connection-string is not
+         * a shell name. */
+        for (size_t k = 0; k < s.n_outputs; k++) {
+            const char *key = s.outputs[k].key;
+            T_CHECK(strchr("-._abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", key[0]));
+            T_EQ_INT(strspn(key, "-._abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                 "0123456789"), strlen(key));
+            if (strcmp(key, "connection-string"))
+                T_EQ_INT(strspn(key, "ABCDEFGHIJKLMNOPQRSTUVWXYZ_"), strlen(key));
+        }
         spec_release(&s);
     }
     /* Never sslmode= in a Prefect URL: asyncpg.connect has no such argument. */
     if (preset(&s, "u", "prefect", "verify-full"))
         return;
     T_CHECK(strstr(render(&s, "PREFECT_SERVER_DATABASE_CONNECTION_URL", TOKEN), "sslmode") == NULL);
+    T_CHECK(strstr(render(&s, "connection-string", TOKEN), "sslmode") == NULL);
     spec_release(&s);
 }
 
@@ -520,7 +531,7 @@ static void test_preset_combinations(void)
                        "PREFECT_SERVER_DATABASE_CONNECTION_URL,"
                        "PREFECT_SERVER_DATABASE_SQLALCHEMY_CONNECT_ARGS_TLS_CHECK_HOSTNAME,"
                        "PREFECT_SERVER_DATABASE_SQLALCHEMY_CONNECT_ARGS_TLS_ENABLED,"
-                       "password,pgpass");
+                       "connection-string,password,pgpass");
     T_EQ_STR(render(&s, "pgpass", TOKEN), "db.example.com:6432:app db:" ROLE ":" TOKEN "\n");
     T_EQ_STR(render(&s, "DATABASE_URL", TOKEN),
              "postgresql://" ROLE_URL ":" TOKEN
@@ -541,7 +552,7 @@ static void test_preset_combinations(void)
                        "template.PGSSLMODE", "verify-full",
                        "template.PREFECT_SERVER_DATABASE_SQLALCHEMY_CONNECT_ARGS_TLS_CA_FILE",
                        "/etc/ssl/private-ca.crt", END)), 0);
-    T_EQ_INT(s.n_outputs, 10);
+    T_EQ_INT(s.n_outputs, 11);
     T_EQ_STR(render(&s, "PGSSLMODE", TOKEN), "verify-full");
     T_EQ_STR(render(&s, "PREFECT_SERVER_DATABASE_SQLALCHEMY_CONNECT_ARGS_TLS_CA_FILE", TOKEN),
              "/etc/ssl/private-ca.crt");
@@ -554,9 +565,16 @@ static void test_preset_combinations(void)
                        "template.DATABASE_URL", "postgresql://{user}@{host}", END)), 0);
     T_EQ_INT(s.n_outputs, 7);
     spec_release(&s);
-    /* Every preset alone writes the token somewhere. */
+    /* Every preset alone writes the token somewhere: prefect in two keys, and a template
+     * for one leaves the other as the preset writes it. */
     T_RC(parse(&s, ann("host", "h", "user", "u", "format", "prefect",
-                       "template.PREFECT_SERVER_DATABASE_CONNECTION_URL", "x", END)),
+                       "template.PREFECT_SERVER_DATABASE_CONNECTION_URL", "x", END)), 0);
+    T_EQ_STR(render(&s, "connection-string", TOKEN),
+             "postgresql+asyncpg://u:" TOKEN "@h:5432/postgres?ssl=require");
+    spec_release(&s);
+    T_RC(parse(&s, ann("host", "h", "user", "u", "format", "prefect",
+                       "template.PREFECT_SERVER_DATABASE_CONNECTION_URL", "x",
+                       "template.connection-string", "x", END)),
          ERR_INVALID);
     T_CHECK(strstr(err_msg(), "no template has {password}") != NULL);
 }
@@ -811,6 +829,42 @@ static void test_service_account(void)
     free(n254);
 }
 
+/* Any short text without control characters; only compared, so never quoted in a message. */
+static void test_force_rotate(void)
+{
+    static const char *const good[] = {
+        "2024-05-01T12:00:00Z", "1", "x", "2024-05-01 12:00:00 +02:00", "r\xc3\xb4le", "a=b\"c",
+    };
+    static const char *const bad[] = { "", "2024\n05", "\t1", "a\x7f", "a\xc2\x85", MARK "\x01" };
+    char *n128 = repeat('7', SPEC_FORCE_MAX), *n129 = repeat('7', SPEC_FORCE_MAX + 1);
+    struct spec s = SPEC_INIT;
+
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        T_OK("force-rotate", good[i]);
+    T_OK("force-rotate", n128);
+    T_BAD("force-rotate", n129);
+    T_EQ_STR(err_msg(), "pgtoken.io/force-rotate: must be 1 to 128 bytes without control "
+                        "characters, such as a time stamp");
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        T_BAD("force-rotate", bad[i]);
+        T_CHECK(!strstr(err_msg(), MARK));
+    }
+    T_RC(parse(&s, ann("host", "h", "user", "u", "force-rotate", "2024-05-01T12:00:00Z",
+                       "status.force-rotate", "2024-04-01T00:00:00Z", END)), 0);
+    T_EQ_STR(s.force_rotate, "2024-05-01T12:00:00Z");
+    spec_release(&s);
+    T_CHECK(s.force_rotate == NULL);
+    T_RC(parse(&s, ann("host", "h", "user", "u", END)), 0);
+    T_CHECK(s.force_rotate == NULL);
+    spec_release(&s);
+    T_BAD("force_rotate", "1");
+    T_CHECK(strstr(err_msg(), "did you mean pgtoken.io/force-rotate?") != NULL);
+    T_BAD("forcerotate", "1");
+    T_CHECK(strstr(err_msg(), "did you mean pgtoken.io/force-rotate?") != NULL);
+    free(n128);
+    free(n129);
+}
+
 static void test_unknown(void)
 {
     T_BAD("hots", "x");
@@ -898,7 +952,7 @@ static void test_hash(void)
         { "login-check", "off" }, { "refresh-ratio", "0.7" }, { "restart", "deployment/w" },
         { "format", "url" }, { "port", "5432" }, { "database", "postgres" },
         { "sslmode", "require" }, { "status.spec-hash", "0123456789abcdef" },
-        { "template.password", "{password}" },
+        { "template.password", "{password}" }, { "force-rotate", "2024-05-01T12:00:00Z" },
     };
 
     hash_of(base, ann("host", "db.example.com", "user", "alice", END));
@@ -982,7 +1036,7 @@ static void test_every_annotation_caps(void)
 {
     static const char *const names[] = {
         "host", "user", "database", "port", "sslmode", "format", "template.K", "login-check",
-        "refresh-ratio", "restart", "service-account",
+        "refresh-ratio", "restart", "service-account", "force-rotate",
     };
     char *huge = repeat('a', SPEC_VALUE_MAX + 1);
     char msg[600];
@@ -1030,6 +1084,7 @@ int main(void)
     T_RUN(test_refresh_ratio);
     T_RUN(test_restart);
     T_RUN(test_service_account);
+    T_RUN(test_force_rotate);
     T_RUN(test_unknown);
     T_RUN(test_values_must_be_strings);
     T_RUN(test_duplicates);
