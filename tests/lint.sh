@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make lint: clang-tidy (checks in .clang-tidy) and cppcheck over lib/ and cmd/; actionlint over
-# the GitHub workflows.
+# the GitHub workflows; promtool check rules over the chart's alert rules; the layering rule
+# (tests/suites/layers.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 env_line=$(tests/deps.sh --env)
@@ -11,16 +12,27 @@ srcs=$(ls lib/*/*.c cmd/pgtoken-rotator/*.c)
 rc=0
 echo "clang-tidy"
 # shellcheck disable=SC2086
-clang-tidy --quiet $srcs -- "${flags[@]}" 2>/dev/null | grep -E 'warning:|error:' && rc=1
+# (clang-tidy exits non-zero on its errors: its output is read whole, not piped, so that
+# pipefail cannot hide them.)
+tidy=$(clang-tidy --quiet $srcs -- "${flags[@]}" 2>/dev/null || true)
+grep -E 'warning:|error:' <<<"$tidy" && rc=1
 echo "cppcheck"
 cppcheck --quiet --error-exitcode=1 --enable=warning,portability,performance --inline-suppr \
     --std=c11 -D_GNU_SOURCE -Ilib --suppress=missingIncludeSystem \
     -I/usr/include/cjson \
     -DPGTR_VERSION='"lint"' -DPGTR_GIT_REV='"lint"' lib cmd || rc=1
+echo "layers"
+# An include that points up a layer (or across, between idp and pg) fails.
+layers=$(tests/suites/layers.sh || true)
+grep -v '^ok - ' <<<"$layers" && rc=1
 echo "actionlint"
 # The workflows under .github/ (they cannot run here; actionlint checks their syntax,
 # expressions, action inputs and the shell in their run steps' structure).
 GOPATH=$PWD/.cache/go GOCACHE=$PWD/.cache/go/build GOFLAGS=-modcacherw GOTOOLCHAIN=local \
     go run github.com/rhysd/actionlint/cmd/actionlint@v1.7.12 -no-color .github/workflows/*.yml || rc=1
+echo "promtool check rules"
+# The chart's alert rules (promtool from Debian's prometheus package, never installed:
+# tests/promtool.sh). tests/suites/alerts.sh runs their unit tests.
+promtool=$(tests/promtool.sh) && "$promtool" check rules charts/pgtoken-rotator/files/prometheus-rules.yaml || rc=1
 [ $rc -eq 0 ] && echo "lint: clean"
 exit $rc

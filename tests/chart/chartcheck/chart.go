@@ -49,10 +49,16 @@ func (c *checker) rbacTruth() (role, binding obj, err error) {
 
 // configOf returns the rendered config.yaml text and the pod's checksum annotation.
 func configOf(objs []obj) (text, checksum string, err error) {
-	cm, err := one(objs, "ConfigMap")
-	if err != nil {
-		return "", "", err
+	var cms []obj
+	for _, o := range ofKind(objs, "ConfigMap") {
+		if get(o, "data", "config.yaml") != nil {
+			cms = append(cms, o)
+		}
 	}
+	if len(cms) != 1 {
+		return "", "", fmt.Errorf("want one ConfigMap with config.yaml, have %d", len(cms))
+	}
+	cm := cms[0]
 	text = str(cm, "data", "config.yaml")
 	if text == "" {
 		return "", "", fmt.Errorf("ConfigMap %s has no data key config.yaml", name(cm))
@@ -91,15 +97,17 @@ func (c *checker) chartChecks() {
 			}
 			return nil
 		}))
-	c.run("render: every option renders Service, ServiceMonitor, PodDisruptionBudget, NetworkPolicy",
+	c.run("render: every option renders Service, ServiceMonitor, PrometheusRule, PodDisruptionBudget, NetworkPolicy",
 		need(func() error {
-			for _, k := range []string{"Service", "ServiceMonitor", "PodDisruptionBudget", "NetworkPolicy"} {
+			for _, k := range []string{"Service", "ServiceMonitor", "PrometheusRule", "PodDisruptionBudget", "NetworkPolicy"} {
 				if _, err := one(all, k); err != nil {
 					return err
 				}
 			}
 			return nil
 		}))
+
+	c.monitoringChecks(all, allErr)
 
 	c.run("values: every key in values.yaml has a comment", c.valuesDocumented)
 	c.run("values: config keys are exactly the README's Configuration settings", c.configKeysMatchReadme)
@@ -750,7 +758,8 @@ func everyOption(objs []obj) error {
 	}{
 		{"Service port", get(svc, "spec", "ports"), fromYAML(`[{name: metrics, port: 9090, protocol: TCP, targetPort: metrics}]`)},
 		{"Service annotations", get(svc, "metadata", "annotations", "example.com/scrape"), "true"},
-		{"ServiceMonitor", fmt.Sprint(get(sm, "metadata", "labels", "release"), " ", str(list(sm, "spec", "endpoints")[0], "interval")), "prometheus 15s"},
+		{"ServiceMonitor", fmt.Sprint(str(sm, "apiVersion"), " ", get(sm, "metadata", "labels", "release"), " ",
+			str(list(sm, "spec", "endpoints")[0], "interval")), "azmonitoring.coreos.com/v1 prometheus 15s"},
 		{"PodDisruptionBudget", fmt.Sprint(get(pdb, "spec", "minAvailable"), " ", get(pdb, "spec", "maxUnavailable")), "1 <nil>"},
 		{"NetworkPolicy egress", netpolSummary(np),
 			"53/UDP,53/TCP->peers; 443/TCP->20.1.2.3/32; 443/TCP->0.0.0.0/0; 5432/TCP,6432/TCP->10.20.0.0/16; 8443/TCP->10.30.0.0/16"},
