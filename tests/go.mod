@@ -1,3 +1,5 @@
 module pgtoken-rotator/tests
 
 go 1.22
+
+require gopkg.in/yaml.v3 v3.0.1

@@ -350,6 +350,16 @@ func testNode(t *testing.T, tools *clientTools, c *clientCase, ca, prismaDir str
 			t.Errorf("control: node-postgres without the CA: %v; want a certificate error", err)
 		}
 	}
+	if c.sslmode == "require" && c.role == roleAt {
+		// What the README says of the url preset's DATABASE_URL: node-postgres 8 takes its
+		// sslmode=require as verify-full, so without the CA it refuses the server.
+		_, err := runClient(cleanEnv(t, "DATABASE_URL="+c.all.Value("DATABASE_URL")), tools.dir,
+			tools.node, "pg_client.mjs")
+		if err == nil || !strings.Contains(err.Error(), "certificate") {
+			t.Errorf("node-postgres with the url preset's sslmode=require and no CA: %v; want a "+
+				"certificate error", err)
+		}
+	}
 	if c.role == roleColon {
 		raw := strings.Replace(url, "ops%3Aeast%5Cdb%20team%40contoso.com", c.role, 1)
 		env[0] = "DATABASE_URL=" + raw
@@ -369,6 +379,9 @@ func testPython(t *testing.T, tools *clientTools, c *clientCase, ca string) {
 	url := c.all.Value("PREFECT_SERVER_DATABASE_CONNECTION_URL")
 	if strings.Contains(url, "sslmode") || !strings.HasPrefix(url, "postgresql+asyncpg://") {
 		t.Errorf("the Prefect URL is not postgresql+asyncpg:// without sslmode")
+	}
+	if c.all.Value("connection-string") != url {
+		t.Errorf("connection-string (the prefect-server chart's key) is not the Prefect URL")
 	}
 	var prefect []string
 	for _, kv := range secretEnv(c.all) {
@@ -427,16 +440,25 @@ func freePort(t *testing.T) int {
 // nothing else about the database but where the test CA is.
 func startPrefect(t *testing.T, tools *clientTools, sec *stack.Secret, ca, home, name string) *prefectServer {
 	t.Helper()
+	var db []string
+	for _, kv := range secretEnv(sec) {
+		if strings.HasPrefix(kv, "PREFECT_") {
+			db = append(db, kv)
+		}
+	}
+	return startPrefectEnv(t, tools, db, ca, home, name)
+}
+
+// startPrefectEnv starts the server with db (NAME=value) as its database settings and nothing
+// else about the database but where the test CA is.
+func startPrefectEnv(t *testing.T, tools *clientTools, db []string, ca, home, name string) *prefectServer {
+	t.Helper()
 	port := freePort(t)
 	env := cleanEnv(t, "PYTHONUNBUFFERED=1", "PREFECT_HOME="+home, "PREFECT_SERVER_ANALYTICS_ENABLED=false",
 		"PREFECT_UI_ENABLED=false", "PREFECT_SERVER_API_HOST=127.0.0.1",
 		fmt.Sprintf("PREFECT_SERVER_API_PORT=%d", port),
 		"PREFECT_SERVER_DATABASE_SQLALCHEMY_CONNECT_ARGS_TLS_CA_FILE="+ca)
-	for _, kv := range secretEnv(sec) {
-		if strings.HasPrefix(kv, "PREFECT_") {
-			env = append(env, kv)
-		}
-	}
+	env = append(env, db...)
 	p := &prefectServer{url: fmt.Sprintf("http://127.0.0.1:%d/api", port),
 		log: filepath.Join(home, name+".log"), exited: make(chan struct{})}
 	f, err := os.Create(p.log)
