@@ -281,19 +281,29 @@ func gitRev(dir string) string {
 	return strings.TrimSpace(string(out))
 }
 
-// tableRows returns the rows of a rendered table (between its header and the end)
-// as their first four cells: class, fault, how, test. Results and the heading line
-// (date, revision, counts) differ from run to run; the rows do not.
-func tableRows(table string) []string {
-	var out []string
+// tableCells splits the rows of a rendered table (not its header) into their six
+// cells; an escaped "\|" inside a cell is kept as "\x00".
+func tableCells(table string) [][]string {
+	var out [][]string
 	for _, l := range strings.Split(table, "\n") {
 		if !strings.HasPrefix(l, "| ") || strings.HasPrefix(l, "| Class |") {
 			continue
 		}
 		cells := strings.Split(strings.ReplaceAll(l, `\|`, "\x00"), " | ")
-		if len(cells) < 6 {
-			continue
+		if len(cells) >= 6 {
+			cells[5] = strings.TrimSuffix(cells[5], " |")
+			out = append(out, cells)
 		}
+	}
+	return out
+}
+
+// tableRows returns the rows of a rendered table as their first four cells: class,
+// fault, how, test. Results and the heading line (date, revision, counts) differ
+// from run to run; the rows do not.
+func tableRows(table string) []string {
+	var out []string
+	for _, cells := range tableCells(table) {
 		out = append(out, strings.Join(cells[:4], " | "))
 	}
 	return out
@@ -303,20 +313,12 @@ func tableRows(table string) []string {
 // where one was due ("not run"; the real tier's column only when it ran).
 func problems(table string, realTier bool) []string {
 	var out []string
-	for _, l := range strings.Split(table, "\n") {
-		if !strings.HasPrefix(l, "| ") || strings.HasPrefix(l, "| Class |") {
-			continue
-		}
-		cells := strings.Split(strings.ReplaceAll(l, `\|`, "\x00"), " | ")
-		if len(cells) < 6 {
-			continue
-		}
+	for _, cells := range tableCells(table) {
 		name := strings.ReplaceAll(cells[3], "\x00", "|")
-		real := strings.TrimSuffix(cells[5], " |")
 		switch {
-		case strings.HasPrefix(cells[4], "**FAIL") || strings.HasPrefix(real, "**FAIL"):
+		case strings.HasPrefix(cells[4], "**FAIL") || strings.HasPrefix(cells[5], "**FAIL"):
 			out = append(out, name+" failed")
-		case cells[4] == "not run" || (realTier && real == "not run"):
+		case cells[4] == "not run" || (realTier && cells[5] == "not run"):
 			out = append(out, name+" has no result")
 		}
 	}
