@@ -787,7 +787,7 @@ struct app {
     struct metric *rotations, *failures, *conflicts, *restarts;
     struct metric *token_requests, *token_hits, *token_latency;
     struct metric *logins, *login_latency;
-    struct metric *pg_hits, *pg_shared, *pg_evicted, *pg_entries;
+    struct metric *pg_hits, *pg_failures_shared, *pg_shared, *pg_evicted, *pg_entries;
     struct metric *expiry, *next_rotation, *secret_ready, *managed;
     struct metric *watch_lists, *watch_restarts, *watch_events, *watch_gone, *relist_found;
     struct metric *api_requests, *api_latency, *api_errors, *api_conflicts, *api_throttled;
@@ -868,6 +868,7 @@ static void collect_app(struct metrics *m, void *ctx)
         struct pg_check_cache_stats st;
         pg_check_cache_stats(&st, src->pg);
         metric_set(a->pg_hits, NULL, (double)st.hits);
+        metric_set(a->pg_failures_shared, NULL, (double)st.failures_shared);
         metric_set(a->pg_shared, NULL, (double)st.shared);
         metric_set(a->pg_evicted, NULL, (double)st.evicted);
         metric_set(a->pg_entries, NULL, (double)st.entries);
@@ -961,12 +962,14 @@ int metrics_register_app(struct metrics *m, const struct metrics_sources *src)
           "Time spent on PostgreSQL login checks (cached results excluded).", { NULL } },
         { &a->pg_hits, METRIC_COUNTER, P "login_check_cache_hits_total",
           "Login checks answered from a kept successful check.", { NULL } },
+        { &a->pg_failures_shared, METRIC_COUNTER, P "login_check_cache_failures_shared_total",
+          "Login checks answered from a kept failed check (one cause, many Secrets).", { NULL } },
         { &a->pg_shared, METRIC_COUNTER, P "login_check_cache_shared_total",
           "Login checks that waited for an identical check in progress.", { NULL } },
         { &a->pg_evicted, METRIC_COUNTER, P "login_check_cache_evictions_total",
           "Kept login checks dropped to make room.", { NULL } },
         { &a->pg_entries, METRIC_GAUGE, P "login_check_cache_entries",
-          "Successful login checks kept now.", { NULL } },
+          "Login checks kept now (successful ones, and failed ones for a while).", { NULL } },
         { &a->expiry, METRIC_GAUGE, P "secret_token_expiry_timestamp_seconds",
           "When the token written in the Secret expires (Unix time).",
           { "namespace", "secret" } },

@@ -698,8 +698,10 @@ struct key {
 
 struct entry {
     struct key key; /* strings owned */
-    int64_t expires_at;
-    uint64_t seq;   /* insertion order: the smallest is the oldest */
+    int64_t expires_at; /* kept until then: the token's expiry (OK), or the end of the
+                         * failure's keep (anything else) */
+    unsigned failures;  /* failed logins in a row for this key (0 for an OK) */
+    uint64_t seq;       /* insertion order: the smallest is the oldest */
     struct pg_check_result result;
 };
 
@@ -827,19 +829,27 @@ static void drop_entry(struct pg_check_cache *c, size_t i)
     memset(&c->entries[c->n], 0, sizeof(c->entries[c->n]));
 }
 
-static void insert_ok(struct pg_check_cache *c, const struct key *k, int64_t expires_at,
-                      const struct pg_check_result *res, int64_t now)
+/* How long the n-th failed login in a row of one key is kept: PG_CHECK_FAIL_KEEP_MIN_S,
+ * doubling, at most PG_CHECK_FAIL_KEEP_MAX_S. */
+static int64_t fail_keep_s(unsigned n)
 {
-    struct entry *en;
+    int64_t s = PG_CHECK_FAIL_KEEP_MIN_S;
 
-    for (size_t i = 0; i < c->n; i++) {
-        if (key_eq(&c->entries[i].key, k)) { /* another caller's login finished first */
-            if (c->entries[i].expires_at < expires_at)
-                c->entries[i].expires_at = expires_at;
-            return;
-        }
-    }
-    if (c->n == c->max) {
+    for (unsigned i = 1; i < n && s < PG_CHECK_FAIL_KEEP_MAX_S; i++)
+        s *= 2;
+    return s < PG_CHECK_FAIL_KEEP_MAX_S ? s : PG_CHECK_FAIL_KEEP_MAX_S;
+}
+
+/* Keeps res for k until until (a later result of the same key replaces an earlier one). */
+static void insert_result(struct pg_check_cache *c, const struct key *k, int64_t until,
+                          unsigned failures, const struct pg_check_result *res, int64_t now)
+{
+    struct entry *en = NULL;
+
+    for (size_t i = 0; i < c->n && !en; i++)
+        if (key_eq(&c->entries[i].key, k)) /* another caller's login finished first */
+            en = &c->entries[i];
+    if (!en && c->n == c->max) {
         for (size_t i = c->n; i-- > 0;) {
             if (c->entries[i].expires_at <= now) {
                 drop_entry(c, i);
@@ -847,7 +857,7 @@ static void insert_ok(struct pg_check_cache *c, const struct key *k, int64_t exp
             }
         }
     }
-    if (c->n == c->max) {
+    if (!en && c->n == c->max) {
         size_t oldest = 0;
         for (size_t i = 1; i < c->n; i++)
             if (c->entries[i].seq < c->entries[oldest].seq)
@@ -855,12 +865,15 @@ static void insert_ok(struct pg_check_cache *c, const struct key *k, int64_t exp
         drop_entry(c, oldest);
         c->stats.evicted++;
     }
-    /* A few distinct (user, token) pairs in practice: no room for max up front. */
-    if (c->n == c->cap)
-        XGROW(c->entries, c->cap, c->n + 1);
-    en = &c->entries[c->n++];
-    key_dup(&en->key, k);
-    en->expires_at = expires_at;
+    if (!en) {
+        /* A few distinct (user, token) pairs in practice: no room for max up front. */
+        if (c->n == c->cap)
+            XGROW(c->entries, c->cap, c->n + 1);
+        en = &c->entries[c->n++];
+        key_dup(&en->key, k);
+    }
+    en->expires_at = until;
+    en->failures = failures;
     en->seq = ++c->seq;
     en->result = *res;
     en->result.cached = false;
@@ -885,6 +898,7 @@ static int check_cached(struct pg_check_result *out, struct pg_check_cache *c,
     struct key k;
     struct flight *f, **pp;
     int64_t now;
+    unsigned failures = 0; /* of this key before this login, when a kept failure ran out */
     int rc;
 
     if (!out)
@@ -906,12 +920,18 @@ static int check_cached(struct pg_check_result *out, struct pg_check_cache *c,
         if (reuse && c->entries[i].expires_at > now) {
             *out = c->entries[i].result;
             out->cached = true;
-            c->stats.hits++;
+            if (out->login == PG_LOGIN_OK)
+                c->stats.hits++;
+            else
+                c->stats.failures_shared++;
             pthread_mutex_unlock(&c->mu);
             rc = 0;
             goto out;
         }
-        drop_entry(c, i); /* the token has expired (a login now would tell), or !reuse */
+        /* the token has expired or the failure's keep ran out (a login now will tell), or
+         * !reuse */
+        failures = c->entries[i].failures;
+        drop_entry(c, i);
         break;
     }
     for (f = c->flights; f; f = f->next)
@@ -954,8 +974,16 @@ static int check_cached(struct pg_check_result *out, struct pg_check_cache *c,
             break;
         }
     }
-    if (rc == 0 && res.login == PG_LOGIN_OK && expires_at > now)
-        insert_ok(c, &f->key, expires_at, &res, now);
+    if (rc == 0 && res.login == PG_LOGIN_OK && expires_at > now) {
+        insert_result(c, &f->key, expires_at, 0, &res, now);
+    } else if (rc == 0 && res.login != PG_LOGIN_OK) {
+        /* Kept a while, so that the Secrets that fail for the same cause (a server down,
+         * a certificate not trusted, a role missing) cost one login per while, not one
+         * each. Never past the token's expiry. */
+        int64_t until = now + fail_keep_s(failures + 1);
+        insert_result(c, &f->key, expires_at > now && expires_at < until ? expires_at : until,
+                      failures + 1, &res, now);
+    }
     pthread_cond_broadcast(&c->cond);
     flight_unref(c, f);
     pthread_mutex_unlock(&c->mu);

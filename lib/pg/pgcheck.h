@@ -121,13 +121,18 @@ int pg_check_login(struct pg_check_result *out, const struct pg_target *t,
 void pg_check_classify(struct pg_check_result *out, const char *libpq_message,
                        const struct sbuf *token);
 
-/* ---- A cache of successful checks ------------------------------------------------------
+/* ---- A cache of checks --------------------------------------------------------------------
  * Each distinct (host, port, database, user, effective sslmode and CA file, SHA-256 of the
  * token) is checked once: an OK result is kept until the token's expiry (expires_at, epoch
- * seconds, from the token). Failures are never kept (a rejected login may succeed once the
- * DBA grants the role), but concurrent identical calls share one login and its result,
- * whatever it is. Bounded: when full, expired entries go first, then the oldest. Thread-safe;
- * no lock is held during a login. The token itself is never stored. */
+ * seconds, from the token). A failed login (rejected, unreachable, TLS, error) is kept a short
+ * while, PG_CHECK_FAIL_KEEP_MIN_S doubling with each failure of the same key in a row up to
+ * PG_CHECK_FAIL_KEEP_MAX_S (never past the token's expiry), so that many Secrets failing for
+ * one cause cost one login per while, not one each; a login refused for want of a grant is
+ * tried again at most that late once the DBA grants it. Concurrent identical calls share one
+ * login and its result, whatever it is. Bounded: when full, expired entries go first, then the
+ * oldest. Thread-safe; no lock is held during a login. The token itself is never stored. */
+#define PG_CHECK_FAIL_KEEP_MIN_S 5
+#define PG_CHECK_FAIL_KEEP_MAX_S 300
 struct pg_check_cache;
 
 /* The login function, replaceable for tests (arg is the hooks' arg). */
@@ -148,14 +153,15 @@ struct pg_check_cache *pg_check_cache_new(size_t max_entries,
                                           const struct pg_check_cache_hooks *hooks);
 void pg_check_cache_free(struct pg_check_cache *c);
 
-/* The cached OK result for this target and token (out->cached true), or the result of a new
- * pg_check_login (kept if OK and expires_at is still ahead). Returns as pg_check_login. */
+/* The kept result for this target and token (out->cached true: an OK, or a failure still in
+ * its keep), or the result of a new pg_check_login (kept as above). Returns as
+ * pg_check_login. */
 int pg_check_cached(struct pg_check_result *out, struct pg_check_cache *c,
                     const struct pg_target *t, const struct sbuf *token, int64_t expires_at,
                     const struct pg_check_opts *o);
 
-/* As pg_check_cached, but a kept result does not count: a login is made now (or an identical
- * one in progress is joined), and an OK replaces what was kept. For a forced rotation, which
+/* As pg_check_cached, but a kept result (OK or failure) does not count: a login is made now
+ * (or an identical one in progress is joined), and its result replaces what was kept. For a forced rotation, which
  * must prove its token with a login of its own. */
 int pg_check_fresh(struct pg_check_result *out, struct pg_check_cache *c,
                    const struct pg_target *t, const struct sbuf *token, int64_t expires_at,
@@ -163,6 +169,7 @@ int pg_check_fresh(struct pg_check_result *out, struct pg_check_cache *c,
 
 struct pg_check_cache_stats {
     uint64_t hits;     /* answered from a kept OK */
+    uint64_t failures_shared; /* answered from a kept failure, with no login */
     uint64_t shared;   /* waited for an identical login already in progress */
     uint64_t checks;   /* logins made */
     uint64_t evicted;  /* entries dropped to make room */

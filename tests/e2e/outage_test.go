@@ -473,3 +473,45 @@ func TestClockIssuerBehind(t *testing.T) {
 	apiNeutral(t)
 	clockSkew(t, -3*time.Minute, 300, 90*time.Second, 1)
 }
+
+// Many Secrets failing for one cause cost one login per while, not one each: 30 Secrets
+// name a role the server does not have; every one reports LoginFailed (each Secret still
+// gets its Event and status), but the server sees the role's login a handful of times (a
+// failed check is kept 5 s, then 10 s, ...), where 30 Secrets retrying on their own
+// backoff made it try 91 times in the same window.
+func TestSharedFailureCostsPerCause(t *testing.T) {
+	covers(t, "PostgreSQL", "one cause failing many Secrets (a role that does not exist, named by 30 Secrets)",
+		"every Secret gets LoginFailed; the server's log shows at most 8 refused logins of that role up to 20 s after all have failed (3 in a run; 91 without the kept failure)")
+	w := newWorld(t, stack.Options{})
+	const role = "no-such-role"
+	const n = 30
+	for i := 0; i < n; i++ {
+		w.managed("shared-fail", fmt.Sprintf("db%02d", i), w.pgAnn("pgtoken.io/user", role, "pgtoken.io/database", "postgres"))
+	}
+	for i := 0; i < n; i++ {
+		w.waitSecret("shared-fail", fmt.Sprintf("db%02d", i), 60*time.Second, "LoginFailed status", lastErrorIs("LoginFailed"))
+	}
+	refused := func() int {
+		b, _ := os.ReadFile(filepath.Join(w.s.Dir, "pg", "postgres.log"))
+		c := 0
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, "FATAL") && strings.Contains(l, `"`+role+`"`) {
+				c++
+			}
+		}
+		return c
+	}
+	first := refused()
+	if first == 0 {
+		t.Fatalf("the server's log shows no refused login of %s: the count below would prove nothing", role)
+	}
+	time.Sleep(20 * time.Second)
+	got := refused()
+	if got > 8 {
+		t.Errorf("%d refused logins of %s for %d Secrets failing for one cause (want at most 8: one per keep of the failure)", got, role, n)
+	}
+	if h := hasEvent(w.events("shared-fail", "db07"), "LoginFailed"); h == nil {
+		t.Errorf("no LoginFailed Event on a Secret answered from the kept failure")
+	}
+	t.Logf("%d refused logins of %s for %d Secrets (%d when all had failed once)", got, role, n, first)
+}

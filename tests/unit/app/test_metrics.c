@@ -742,9 +742,9 @@ static void test_concurrent_updates_and_scrapes(void)
 static int fake_check(struct pg_check_result *out, const struct pg_target *t,
                       const struct sbuf *token, const struct pg_check_opts *o, void *arg)
 {
-    (void)t, (void)token, (void)o, (void)arg;
+    (void)token, (void)o, (void)arg;
     memset(out, 0, sizeof(*out));
-    out->login = PG_LOGIN_OK;
+    out->login = strcmp(t->user, "refused") ? PG_LOGIN_OK : PG_LOGIN_REJECTED;
     return 0;
 }
 
@@ -829,6 +829,7 @@ static void test_app_families(void)
         "workload_restarts_total",
         "token_requests_total", "token_cache_hits_total", "token_request_duration_seconds",
         "login_checks_total", "login_check_duration_seconds", "login_check_cache_hits_total",
+        "login_check_cache_failures_shared_total",
         "login_check_cache_shared_total", "login_check_cache_evictions_total",
         "login_check_cache_entries", "secret_token_expiry_timestamp_seconds",
         "secret_next_rotation_timestamp_seconds", "managed_secrets", "watch_lists_total",
@@ -947,6 +948,9 @@ static void test_app_values_move(void)
     atomic_fetch_add(&ks->throttled, 1);
     pg_check_cached(&res, f.pg, &t, tok, 4102444800, NULL);
     pg_check_cached(&res, f.pg, &t, tok, 4102444800, NULL);
+    t.user = "refused"; /* a failure, kept: the second call is answered with it */
+    pg_check_cached(&res, f.pg, &t, tok, 4102444800, NULL);
+    pg_check_cached(&res, f.pg, &t, tok, 4102444800, NULL);
     queue_add(f.q, "ns/a");
     queue_add_after(f.q, "ns/b", 60000);
     s1 = secret("team-a", "db", "2026-11-23T18:00:00Z", "2026-11-23T17:30:00Z", false);
@@ -1009,7 +1013,8 @@ static void test_app_values_move(void)
     T_CHECK(G("token_request_duration_seconds_bucket", "le=+Inf") == 4);
     T_EQ_STR(fam_type(&x, "pgtoken_rotator_token_request_duration_seconds"), "histogram");
     T_CHECK(G("login_check_cache_hits_total", "") == 1);
-    T_CHECK(G("login_check_cache_entries", "") == 1);
+    T_CHECK(G("login_check_cache_failures_shared_total", "") == 1);
+    T_CHECK(G("login_check_cache_entries", "") == 2);
     T_CHECK(G("watch_lists_total", "") == 2);
     T_CHECK(G("watch_restarts_total", "") == 5);
     T_CHECK(G("watch_events_total", "") == 40);

@@ -596,7 +596,7 @@ static void test_cache_keeps_ok_until_expiry(void)
 }
 
 /* pg_check_fresh: a kept OK does not answer; the login made replaces it, and a failure
- * drops it (the token's kept OK must not outlive a refusal that was seen). */
+ * replaces it too (the token's kept OK must not outlive a refusal that was seen). */
 static void test_cache_fresh_logs_in_again(void)
 {
     struct pg_check_cache *c = pg_check_cache_new(8, &FAKE_HOOKS);
@@ -619,15 +619,21 @@ static void test_cache_fresh_logs_in_again(void)
     T_EQ_INT(st.entries, 1);
     T_EQ_INT(st.hits, 1);
     T_EQ_INT(st.checks, 2);
-    /* A refusal is what the caller gets, and nothing is kept for the token. */
+    /* A refusal is what the caller gets, and it replaces the kept OK. */
     fake.answer = PG_LOGIN_REJECTED;
     T_RC(pg_check_fresh(&res, c, &t, tok, 1100, NULL), 0);
     T_LOGIN(res, PG_LOGIN_REJECTED, "fake rejected");
     T_CHECK(!res.cached);
     pg_check_cache_stats(&st, c);
-    T_EQ_INT(st.entries, 0);
+    T_EQ_INT(st.entries, 1);
     T_RC(pg_check_cached(&res, c, &t, tok, 1100, NULL), 0);
     T_LOGIN(res, PG_LOGIN_REJECTED, "fake rejected");
+    T_CHECK(res.cached);
+    T_EQ_INT(fake.calls, 3);
+    /* A kept failure does not answer pg_check_fresh either. */
+    fake.answer = PG_LOGIN_OK;
+    T_RC(pg_check_fresh(&res, c, &t, tok, 1100, NULL), 0);
+    T_LOGIN(res, PG_LOGIN_OK, "fake ok");
     T_EQ_INT(fake.calls, 4);
     T_RC(pg_check_fresh(&res, c, NULL, tok, 1100, NULL), ERR_INVALID);
     T_RC(pg_check_fresh(&res, NULL, &t, tok, 1100, NULL), ERR_INVALID);
@@ -635,33 +641,73 @@ static void test_cache_fresh_logs_in_again(void)
     sbuf_free(tok);
 }
 
-static void test_cache_never_keeps_failures(void)
+/* A failure is kept a short while, doubling while the same key keeps failing (5, 10, 20 s,
+ * ... at most 300 s) and never past the token's expiry: Secrets failing for one cause cost
+ * one login per while. Every kind of failure is kept; a success after it is kept as usual. */
+static void test_cache_keeps_failures_a_while(void)
 {
     struct pg_check_cache *c = pg_check_cache_new(8, &FAKE_HOOKS);
-    struct sbuf *tok = sbuf_from("token", 5);
+    struct sbuf *tok = sbuf_from("token", 5), *tok2 = sbuf_from("token-2", 7);
     struct pg_target t = { "db.example", 5432, "postgres", "app1" };
     struct pg_check_result res;
+    struct pg_check_cache_stats st;
     const enum pg_login fails[] = { PG_LOGIN_REJECTED, PG_LOGIN_UNREACHABLE, PG_LOGIN_TLS,
                                     PG_LOGIN_ERROR };
+    const int64_t keep[] = { 5, 10, 20, 40, 80, 160, 300, 300 };
+    int64_t t0;
+    long calls;
 
     fake_reset();
     for (size_t i = 0; i < 4; i++) {
+        struct pg_target ti = t;
+        ti.port = 5432 + (int)i; /* a key of its own for each kind */
         fake.answer = fails[i];
-        T_RC(pg_check_cached(&res, c, &t, tok, 5000, NULL), 0);
-        T_EQ_INT(res.login, fails[i]);
-        T_RC(pg_check_cached(&res, c, &t, tok, 5000, NULL), 0);
+        T_RC(pg_check_cached(&res, c, &ti, tok, 100000, NULL), 0);
         T_EQ_INT(res.login, fails[i]);
         T_CHECK(!res.cached);
+        T_RC(pg_check_cached(&res, c, &ti, tok, 100000, NULL), 0);
+        T_EQ_INT(res.login, fails[i]);
+        T_CHECK(res.cached);
     }
-    T_EQ_INT(fake.calls, 8);
-    /* Once the DBA grants the role, the next call logs in and keeps the success. */
+    T_EQ_INT(fake.calls, 4);
+    /* The keep doubles with each failure in a row of one key, up to 300 s. */
+    fake.answer = PG_LOGIN_TLS;
+    t0 = fake.now;
+    for (size_t n = 0; n < sizeof(keep) / sizeof(keep[0]); n++) {
+        calls = fake.calls;
+        T_RC(pg_check_cached(&res, c, &t, tok2, 100000, NULL), 0);
+        T_CHECK(!res.cached);
+        T_EQ_INT(fake.calls, calls + 1);
+        fake.now = t0 + keep[n] - 1; /* still kept a second before the end */
+        T_RC(pg_check_cached(&res, c, &t, tok2, 100000, NULL), 0);
+        T_CHECK(res.cached);
+        T_EQ_INT(fake.calls, calls + 1);
+        t0 += keep[n];
+        fake.now = t0; /* at the end: a login again */
+    }
+    /* Never past the token's expiry. */
+    fake.answer = PG_LOGIN_REJECTED;
+    t.user = "app2";
+    T_RC(pg_check_cached(&res, c, &t, tok, fake.now + 2, NULL), 0);
+    fake.now += 2;
+    calls = fake.calls;
+    T_RC(pg_check_cached(&res, c, &t, tok, fake.now + 100, NULL), 0);
+    T_CHECK(!res.cached);
+    T_EQ_INT(fake.calls, calls + 1);
+    /* Once the DBA grants the role, the first call after the keep (10 s: the second
+     * failure in a row) logs in and keeps it. */
     fake.answer = PG_LOGIN_OK;
-    T_RC(pg_check_cached(&res, c, &t, tok, 5000, NULL), 0);
-    T_RC(pg_check_cached(&res, c, &t, tok, 5000, NULL), 0);
+    fake.now += 10;
+    T_RC(pg_check_cached(&res, c, &t, tok, fake.now + 1000, NULL), 0);
+    T_LOGIN(res, PG_LOGIN_OK, "fake ok");
+    T_CHECK(!res.cached);
+    T_RC(pg_check_cached(&res, c, &t, tok, fake.now + 1000, NULL), 0);
     T_CHECK(res.cached);
-    T_EQ_INT(fake.calls, 9);
+    pg_check_cache_stats(&st, c);
+    T_EQ_INT(st.failures_shared, 4 + 8);
     pg_check_cache_free(c);
     sbuf_free(tok);
+    sbuf_free(tok2);
 }
 
 static void test_cache_key_fields(void)
@@ -781,7 +827,7 @@ static void test_cache_concurrent_calls_share_one_login(void)
 
     fake_reset();
     fake.delay_ms = 200;
-    fake.answer = PG_LOGIN_REJECTED; /* shared while in flight, but not kept */
+    fake.answer = PG_LOGIN_REJECTED; /* shared while in flight, then kept a while */
     for (int i = 0; i < 8; i++)
         r[i] = (struct racer){ c, &t, tok, NULL, 5000, -99, { 0 } };
     T_EQ_INT(race(r, 8), 7);
@@ -791,6 +837,7 @@ static void test_cache_concurrent_calls_share_one_login(void)
         T_LOGIN(r[i].res, PG_LOGIN_REJECTED, "fake rejected");
     }
     fake.answer = PG_LOGIN_OK;
+    fake.now += PG_CHECK_FAIL_KEEP_MIN_S; /* the kept refusal has run out */
     T_EQ_INT(race(r, 8), 7);
     T_EQ_INT(fake.calls, 2);
     T_EQ_INT(race(r, 8), 8);
@@ -1174,16 +1221,17 @@ static void test_cache_against_server(void)
     T_LOGIN(res, PG_LOGIN_OK, NULL);
     T_CHECK(!res.cached);
     T_EQ_INT(app1_logins(), before + 2);
-    /* Failures are not kept: the expired token is refused by the server each time. */
+    /* A failure is kept a while: the expired token is refused by the server once, and the
+     * second call is answered with that refusal. */
     refused_before = count_log(&env.s1, "pam_pgtoken: refused role app1: token expired", NULL,
                                NULL);
     for (int i = 0; i < 2; i++) {
         T_RC(pg_check_cached(&res, c, &t, env.expired, clock_wall_s() + 600, &o), 0);
         T_LOGIN(res, PG_LOGIN_REJECTED, NULL);
-        T_CHECK(!res.cached);
+        T_CHECK(res.cached == (i == 1));
     }
     T_EQ_INT(count_log(&env.s1, "pam_pgtoken: refused role app1: token expired", NULL, NULL),
-             refused_before + 2);
+             refused_before + 1);
     /* Eight workers with a new token at once: one login. */
     for (int i = 0; i < 8; i++)
         r[i] = (struct racer){ c, &t, env.valid3, &o, token_exp(env.valid3), -99, { 0 } };
@@ -1194,9 +1242,10 @@ static void test_cache_against_server(void)
     }
     T_EQ_INT(app1_logins(), before + 3);
     pg_check_cache_stats(&st, c);
-    T_EQ_INT(st.checks, 5);
+    T_EQ_INT(st.checks, 4);
     T_EQ_INT(st.hits + st.shared, 8);
-    T_EQ_INT(st.entries, 3);
+    T_EQ_INT(st.failures_shared, 1);
+    T_EQ_INT(st.entries, 4);
     pg_check_cache_free(c);
 }
 
@@ -1223,7 +1272,7 @@ int main(void)
     T_RUN(test_classify_redacts_and_caps);
     T_RUN(test_cache_keeps_ok_until_expiry);
     T_RUN(test_cache_fresh_logs_in_again);
-    T_RUN(test_cache_never_keeps_failures);
+    T_RUN(test_cache_keeps_failures_a_while);
     T_RUN(test_cache_key_fields);
     T_RUN(test_cache_bounded);
     T_RUN(test_cache_concurrent_calls_share_one_login);
