@@ -31,6 +31,7 @@ struct last_event {
     uint64_t what;     /* what_hash(reason, message) */
     int64_t first_s;
     int64_t last_s;
+    int64_t sent_s;    /* when the count was last sent */
     int32_t count;
     char rnd[EVENT_NAME_RND]; /* not terminated */
     char key[];        /* "namespace/name" */
@@ -231,12 +232,19 @@ void event_record(struct event_recorder *r, struct kube_conn *k, const struct ku
     if (bump) {
         l->count++;
         l->last_s = now;
+        if (now - l->sent_s < EVENT_REPEAT_MIN_S) {
+            /* counted; the next bump sent carries it */
+            pthread_mutex_unlock(&r->mu);
+            buf_release(&key);
+            return;
+        }
+        l->sent_s = now;
     } else {
         if (l)
             free(last_del(r, key.ptr));
         l = last_new(key.ptr);
         l->what = what;
-        l->first_s = l->last_s = now;
+        l->first_s = l->last_s = l->sent_s = now;
         l->count = 1;
         last_put(r, l);
     }

@@ -1,8 +1,12 @@
 /* Kubernetes Events on the Secrets we manage (core/v1 Event, as kubectl
  * describe shows them). A repeat of the same reason and message on the same
  * object bumps the existing Event's count instead of creating another, as
- * client-go's recorder does (a new one once the old one has expired). Messages must
- * never hold a secret: callers pass text built from names and error messages. */
+ * client-go's recorder does (a new one once the old one has expired), and the
+ * bump is sent at most once per EVENT_REPEAT_MIN_S: repeats in between are
+ * counted and carried by the next one sent, so a failure that repeats on every
+ * retry costs one write per Secret per minute, not one per retry (client-go's
+ * correlator rate-limits repeats too). Messages must never hold a secret:
+ * callers pass text built from names and error messages. */
 #ifndef PGTR_EVENT_H
 #define PGTR_EVENT_H
 
@@ -12,6 +16,8 @@
 #include "kube/secret.h"
 
 enum event_type { EVENT_NORMAL, EVENT_WARNING };
+
+#define EVENT_REPEAT_MIN_S 60
 
 struct event_recorder;
 

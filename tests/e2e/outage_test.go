@@ -513,5 +513,14 @@ func TestSharedFailureCostsPerCause(t *testing.T) {
 	if h := hasEvent(w.events("shared-fail", "db07"), "LoginFailed"); h == nil {
 		t.Errorf("no LoginFailed Event on a Secret answered from the kept failure")
 	}
+	// Each Secret's repeats of the same Event are counted, and the count is sent at most
+	// once a minute (EVENT_REPEAT_MIN_S): within this window, one write per Secret.
+	for i := 0; i < n; i++ {
+		for _, e := range w.events("shared-fail", fmt.Sprintf("db%02d", i)) {
+			if e.Reason == "LoginFailed" && e.Count != 1 {
+				t.Errorf("db%02d: LoginFailed Event count %d within a minute of its creation: the repeats were sent each time", i, e.Count)
+			}
+		}
+	}
 	t.Logf("%d refused logins of %s for %d Secrets (%d when all had failed once)", got, role, n, first)
 }
