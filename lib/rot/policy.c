@@ -122,9 +122,12 @@ int64_t policy_retry_ms(unsigned attempt, int64_t now_ms, int64_t expires_at_ms,
 
     if (!(jitter01 >= 0 && jitter01 < 1))
         jitter01 = 0; /* NaN too: backoff_ms would convert it to an integer */
+    if (expires_at_ms <= now_ms) /* no live value to save: back off to minutes */
+        return backoff_ms(attempt, c.retry_base_ms,
+                          c.retry_cap_ms > POLICY_NO_VALUE_RETRY_CAP_MS ? c.retry_cap_ms
+                                                                        : POLICY_NO_VALUE_RETRY_CAP_MS,
+                          jitter01);
     delay = backoff_ms(attempt, c.retry_base_ms, c.retry_cap_ms, jitter01);
-    if (expires_at_ms <= now_ms)
-        return delay;
     cap = sat_sub(expires_at_ms, now_ms) / 4;
     if (cap < POLICY_MIN_DELAY_MS)
         cap = POLICY_MIN_DELAY_MS;

@@ -73,8 +73,11 @@ int64_t policy_due_at_ms(int64_t issued_at_ms, int64_t expires_at_ms, uint64_t s
 /* The delay before retry number attempt (0-based) after a failed rotation: exponential backoff
  * (base/backoff.h, retry_base_ms doubling up to retry_cap_ms, scaled by jitter01 into
  * [0.5, 1]), but while the current token is still valid (now_ms < expires_at_ms) at most a
- * quarter of its remaining lifetime, and that cap at least POLICY_MIN_DELAY_MS. With no token
- * or an expired one (expires_at_ms <= now_ms; pass 0 when unknown) plain backoff. >= 0. */
+ * quarter of its remaining lifetime, and that cap at least POLICY_MIN_DELAY_MS: the short cap
+ * is there to save a live value. With no token or an expired one (expires_at_ms <= now_ms;
+ * pass 0 when unknown) there is none to save: the backoff goes on doubling up to
+ * POLICY_NO_VALUE_RETRY_CAP_MS (or retry_cap_ms if longer). >= 0. */
+#define POLICY_NO_VALUE_RETRY_CAP_MS INT64_C(300000)
 int64_t policy_retry_ms(unsigned attempt, int64_t now_ms, int64_t expires_at_ms,
                         const struct policy_cfg *cfg, double jitter01);
 

@@ -316,6 +316,16 @@ static void test_retry(void)
     T_EQ_INT(policy_retry_ms(0, now, now + 1, &c, 0), 500); /* below the cap already */
     T_EQ_INT(policy_retry_ms(3, now, now + 20000, &c, 0), 4000);
     T_EQ_INT(policy_retry_ms(4, now, now + 20000, &c, 0.999999), 5000);
+    /* The controller's short cap (60 s) holds while a live value is to be saved; with none
+     * (no value yet, or expired) the backoff goes on to 5 minutes. */
+    {
+        struct policy_cfg short_cap = c;
+        short_cap.retry_cap_ms = 60000;
+        T_EQ_INT(policy_retry_ms(20, now, far, &short_cap, 0.999999), 59999);
+        T_EQ_INT(policy_retry_ms(20, now, 0, &short_cap, 0.999999), 299999);
+        T_EQ_INT(policy_retry_ms(20, now, now - 1, &short_cap, 0), 150000);
+        T_EQ_INT(policy_retry_ms(3, now, 0, &short_cap, 0), 4000); /* the same start */
+    }
     /* Expired, at expiry, or unknown (0): plain backoff. */
     T_EQ_INT(policy_retry_ms(9, now, now, &c, 0), 150000);
     T_EQ_INT(policy_retry_ms(9, now, now - 1, &c, 0), 150000);
