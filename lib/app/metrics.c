@@ -1078,38 +1078,6 @@ static struct app *app_of(struct metrics *m)
     return a;
 }
 
-void metrics_secret_set(struct metrics *m, const char *ns, const char *name, int64_t expires_at,
-                        int64_t next_at)
-{
-    struct app *a = app_of(m);
-
-    if (!a || !ns || !name)
-        return;
-    if (expires_at > 0)
-        metric_set(a->expiry, METRIC_LABELS(ns, name), (double)expires_at);
-    else
-        metric_remove(a->expiry, METRIC_LABELS(ns, name));
-    if (next_at > 0)
-        metric_set(a->next_rotation, METRIC_LABELS(ns, name), (double)next_at);
-    else
-        metric_remove(a->next_rotation, METRIC_LABELS(ns, name));
-}
-
-void metrics_secret_delete(struct metrics *m, const char *ns, const char *name)
-{
-    metrics_secret_set(m, ns, name, 0, 0);
-}
-
-void metrics_secret_clear(struct metrics *m)
-{
-    struct app *a = app_of(m);
-
-    if (!a)
-        return;
-    metric_clear(a->expiry);
-    metric_clear(a->next_rotation);
-}
-
 static int64_t annotation_time(const struct kube_secret *s, const char *name)
 {
     const char *v = kube_secret_annotation(s, name);
@@ -1130,7 +1098,7 @@ static void emit_status(void *ctx, const struct kube_secret *s)
     int64_t t;
 
     if (s->deleting || (t = annotation_time(s, se->annotation)) <= 0)
-        return; /* unknown: no series, as metrics_secret_set */
+        return; /* unknown: no series (no 0 that would fire alerts) */
     se->emit(se->ectx, METRIC_LABELS(s->ns, s->name), (double)t);
 }
 
@@ -1205,30 +1173,6 @@ static void source_ready(void *ctx, metrics_emit_fn emit, void *ectx)
     struct ready_emit re = { clock_wall_s(), emit, ectx };
 
     store_each(ctx, emit_ready, &re);
-}
-
-void metrics_secret_observe(struct metrics *m, const struct kube_secret *s)
-{
-    if (!s)
-        return;
-    if (s->deleting) {
-        metrics_secret_delete(m, s->ns, s->name);
-        return;
-    }
-    metrics_secret_set(m, s->ns, s->name, annotation_time(s, STATUS_EXPIRES_AT),
-                       annotation_time(s, STATUS_ROTATE_AT));
-}
-
-void metrics_secret_delete_key(struct metrics *m, const char *key)
-{
-    const char *slash = key ? strchr(key, '/') : NULL;
-    char *ns;
-
-    if (!slash)
-        return;
-    ns = xstrndup(key, (size_t)(slash - key));
-    metrics_secret_delete(m, ns, slash + 1);
-    free(ns);
 }
 
 void metrics_api_request(struct metrics *m, const char *verb, long status, int64_t latency_ms)

@@ -17,10 +17,10 @@
  *      metric_inc(f, METRIC_LABELS("success"));
  *
  * 2. The controller's own families (pgtoken_rotator_*, listed and explained
- *    in docs/metrics.md), registered by metrics_register_app, with the few
- *    calls the controller makes for what no stats struct holds: per-Secret
- *    expiry and next rotation, API requests by verb and status code, failures
- *    by reason. Every one of those calls accepts m == NULL and then does
+ *    in docs/metrics.md), registered by metrics_register_app, read at scrape
+ *    time from the stats structs and the cache, with the two calls the
+ *    controller makes for what neither holds: API requests by verb and status
+ *    code, failures by reason. Every one of those calls accepts m == NULL and then does
  *    nothing, so callers need not care whether metrics are on.
  *
  * No secret ever reaches a metric: label values are namespaces, Secret names,
@@ -164,10 +164,12 @@ struct metrics_sources {
     struct tokcache *tokens;       /* token requests, cache hits, latency */
     struct pg_check_cache *pg;     /* login-check cache */
     struct store *store;           /* managed Secrets */
-    /* The per-Secret gauges below (secret_*_timestamp_seconds, and
-     * secret_ready: see metrics_secret_readiness) read at scrape time from the
-     * status annotations of the Secrets in this store, so that nothing is kept
-     * per Secret here; NULL: only metrics_secret_set's (and no secret_ready). */
+    /* The per-Secret gauges (secret_token_expiry_timestamp_seconds,
+     * secret_next_rotation_timestamp_seconds, and secret_ready: see
+     * metrics_secret_readiness), read at scrape time from the status annotations
+     * of the Secrets in this store, so that nothing is kept per Secret here and
+     * every replica reports what the cluster holds; NULL: the timestamp families
+     * are described with no series, and there is no secret_ready. */
     struct store *secret_status;
     struct queue *queue;           /* work queue depth */
     struct lease_elector *lease;   /* leader status */
@@ -185,25 +187,6 @@ struct metrics_sources {
 /* Registers every pgtoken_rotator_* family on m and a collector reading src
  * (copied). 0, or ERR_INVALID when m already has them. */
 int metrics_register_app(struct metrics *m, const struct metrics_sources *src);
-
-/* Per-Secret gauges, keyed (namespace, name) (see also metrics_sources.secret_status,
- * which makes these calls unnecessary):
- *   pgtoken_rotator_secret_token_expiry_timestamp_seconds{namespace,secret}
- *   pgtoken_rotator_secret_next_rotation_timestamp_seconds{namespace,secret}
- * metrics_secret_set sets both (epoch seconds); a value <= 0 (unknown)
- * removes that one series, so no alert fires on a Secret that has no token
- * yet. metrics_secret_delete drops both; metrics_secret_clear drops all. */
-void metrics_secret_set(struct metrics *m, const char *ns, const char *name, int64_t expires_at,
-                        int64_t next_at);
-void metrics_secret_delete(struct metrics *m, const char *ns, const char *name);
-void metrics_secret_clear(struct metrics *m);
-/* The same from what the Secret says about itself: its status annotations
- * pgtoken.io/status.expires-at and pgtoken.io/status.rotate-at (missing or
- * unparsable ones count as unknown). For the watch's upsert handler, so that
- * every replica reports what the cluster holds, leader or not. */
-void metrics_secret_observe(struct metrics *m, const struct kube_secret *s);
-/* metrics_secret_delete for a "namespace/name" key (the watch's delete handler). */
-void metrics_secret_delete_key(struct metrics *m, const char *key);
 
 /* Longest reason taken from a last-error annotation; longer ones read "Other". */
 #define METRICS_READY_REASON_MAX 32

@@ -805,7 +805,7 @@ static int fixture_init(struct app_fixture *f)
     f->m = metrics_new();
     struct metrics_sources src = {
         .rot = &f->rot, .watch = &f->watch, .kube = kube_client_stats(f->kc), .tokens = f->tc,
-        .pg = f->pg, .store = f->st, .queue = f->q, .lease = NULL,
+        .pg = f->pg, .store = f->st, .secret_status = f->st, .queue = f->q, .lease = NULL,
         .ready = ready_flag, .ready_ctx = &f->ready, .version = "1.2.3", .revision = "abc\"def",
         .overdue = overdue_count, .overdue_ctx = &f->overdue, .resync_requeued = &f->requeued,
     };
@@ -831,7 +831,7 @@ static void test_app_families(void)
         "login_checks_total", "login_check_duration_seconds", "login_check_cache_hits_total",
         "login_check_cache_failures_shared_total",
         "login_check_cache_shared_total", "login_check_cache_evictions_total",
-        "login_check_cache_entries", "secret_token_expiry_timestamp_seconds",
+        "login_check_cache_entries", "secret_token_expiry_timestamp_seconds", "secret_ready",
         "secret_next_rotation_timestamp_seconds", "managed_secrets", "watch_lists_total",
         "watch_restarts_total", "watch_events_total", "watch_expired_total",
         "relist_found_total", "kube_api_requests_total", "kube_api_request_duration_seconds", "kube_api_errors_total",
@@ -960,10 +960,9 @@ static void test_app_values_move(void)
     atomic_store(&f.ready, true);
     atomic_store(&f.overdue, 7);
     atomic_store(&f.requeued, 3);
-    /* what the controller reports */
-    metrics_secret_observe(f.m, s1);
-    metrics_secret_observe(f.m, s2);
-    metrics_secret_set(f.m, "team-c", "x", 1800000000, 1799990000);
+    /* per-Secret series come from the store's status annotations at the scrape */
+    store_upsert(f.st, secret("team-c", "x", "2027-01-15T08:00:00Z", "2027-01-15T05:13:20Z",
+                              false));
     metrics_api_request(f.m, "GET", 200, 12);
     metrics_api_request(f.m, "get", 404, 3);
     metrics_api_request(f.m, "PUT", 409, 40);
@@ -1038,7 +1037,7 @@ static void test_app_values_move(void)
     T_CHECK(G("kube_api_request_duration_seconds_bucket", "verb=get,le=0.025") == 2);
     T_CHECK(G("kube_api_request_duration_seconds_bucket", "verb=patch,le=30") == 1);
     T_CHECK(G("kube_api_request_duration_seconds_count", "verb=watch") == -12345);
-    T_CHECK(G("managed_secrets", "") == 2);
+    T_CHECK(G("managed_secrets", "") == 3);
     T_CHECK(G("workqueue_depth", "") == 1);
     T_CHECK(G("workqueue_delayed", "") == 1);
     T_CHECK(G("ready", "") == 1);
@@ -1054,6 +1053,8 @@ static void test_app_values_move(void)
     T_CHECK(G("secret_next_rotation_timestamp_seconds", "namespace=team-b,secret=db") ==
             1795456800 - 1800);
     T_CHECK(G("secret_token_expiry_timestamp_seconds", "namespace=team-c,secret=x") == 1.8e9);
+    T_CHECK(G("secret_next_rotation_timestamp_seconds", "namespace=team-c,secret=x") ==
+            1.8e9 - 10000);
     T_CHECK(strstr(buf_str(&text), "header.payload") == NULL); /* nothing secret */
     expo_free(&x);
     buf_release(&text);
@@ -1061,17 +1062,18 @@ static void test_app_values_move(void)
     /* counters move on, Secrets go */
     atomic_fetch_add(&f.rot.rotations, 1);
     atomic_fetch_add(&f.watch.restarts, 1);
-    metrics_secret_delete_key(f.m, "team-b/db");
+    store_delete(f.st, "team-b/db");
     s3 = secret("team-a", "db", "2026-11-23T18:00:00Z", "2026-11-23T17:30:00Z", true);
-    metrics_secret_observe(f.m, s3); /* being deleted: forgotten */
-    metrics_secret_set(f.m, "team-c", "x", 1800000000, 0);
+    store_upsert(f.st, kube_secret_dup(s3)); /* being deleted: no series */
+    store_upsert(f.st, secret("team-c", "x", "2027-01-15T08:00:00Z", "", false));
     if (!render_parse(&x, f.m, &text))
         goto out;
     T_CHECK(G("rotations_total", "result=success") == 4);
     T_CHECK(G("watch_restarts_total", "") == 6);
     T_EQ_INT(expo_count(&x, "pgtoken_rotator_secret_token_expiry_timestamp_seconds"), 1);
     T_EQ_INT(expo_count(&x, "pgtoken_rotator_secret_next_rotation_timestamp_seconds"), 0);
-    metrics_secret_clear(f.m);
+    store_delete(f.st, "team-a/db");
+    store_delete(f.st, "team-c/x");
     expo_free(&x);
     buf_release(&text);
     if (!render_parse(&x, f.m, &text))
@@ -1079,11 +1081,6 @@ static void test_app_values_move(void)
     T_EQ_INT(expo_count(&x, "pgtoken_rotator_secret_token_expiry_timestamp_seconds"), 0);
 #undef G
     /* every call takes NULL */
-    metrics_secret_set(NULL, "a", "b", 1, 1);
-    metrics_secret_observe(NULL, s1);
-    metrics_secret_delete(NULL, "a", "b");
-    metrics_secret_delete_key(NULL, "a/b");
-    metrics_secret_clear(NULL);
     metrics_api_request(NULL, "GET", 200, 1);
     metrics_rotation_failure(NULL, "TokenFailed");
 out:
@@ -1137,7 +1134,6 @@ static void test_app_secret_gauges_from_store(void)
         store_upsert(st, secret("bulk", name, "2026-11-23T18:00:00Z", "2026-11-23T17:30:00Z",
                                 false));
     }
-    metrics_secret_set(m, "team-c", "x", 1800000000, 1799990000); /* kept ones still work */
     if (!render_parse(&x, m, &text))
         goto out;
 #define G(name, labels) expo_get(&x, "pgtoken_rotator_" name, labels)
@@ -1149,12 +1145,11 @@ static void test_app_secret_gauges_from_store(void)
     T_CHECK(G("secret_next_rotation_timestamp_seconds", "namespace=team-b,secret=db") ==
             1795456800 - 1800);
     T_CHECK(G("secret_token_expiry_timestamp_seconds", "namespace=team-a,secret=old") == -12345);
-    T_CHECK(G("secret_token_expiry_timestamp_seconds", "namespace=team-c,secret=x") == 1.8e9);
     T_CHECK(G("secret_token_expiry_timestamp_seconds", "namespace=bulk,secret=s-123") ==
             1795456800);
-    T_EQ_INT(expo_count(&x, "pgtoken_rotator_secret_token_expiry_timestamp_seconds"), 302);
-    T_EQ_INT(expo_count(&x, "pgtoken_rotator_secret_next_rotation_timestamp_seconds"), 303);
-    /* sorted by label values, after the kept series */
+    T_EQ_INT(expo_count(&x, "pgtoken_rotator_secret_token_expiry_timestamp_seconds"), 301);
+    T_EQ_INT(expo_count(&x, "pgtoken_rotator_secret_next_rotation_timestamp_seconds"), 302);
+    /* sorted by label values */
     body = buf_str(&text);
     T_CHECK(strstr(body, "namespace=\"bulk\",secret=\"s-000\"") <
             strstr(body, "namespace=\"bulk\",secret=\"s-001\""));
@@ -1167,7 +1162,7 @@ static void test_app_secret_gauges_from_store(void)
     if (!render_parse(&x, m, &text))
         goto out;
     T_CHECK(G("secret_token_expiry_timestamp_seconds", "namespace=team-a,secret=db") == -12345);
-    T_EQ_INT(expo_count(&x, "pgtoken_rotator_secret_token_expiry_timestamp_seconds"), 301);
+    T_EQ_INT(expo_count(&x, "pgtoken_rotator_secret_token_expiry_timestamp_seconds"), 300);
 #undef G
     /* read a piece at a time (the listener's way): the same bytes, over several
      * batches of source series */
@@ -1426,7 +1421,7 @@ static void test_httpd_endpoints(void)
     T_CHECK(port > 0 && port < 65536);
 
     atomic_fetch_add(&f.rot.rotations, 7);
-    metrics_secret_set(f.m, "ns", "s", 1800000000, 1799000000);
+    store_upsert(f.st, secret("ns", "s", "2027-01-15T08:00:00Z", "2027-01-15T05:13:20Z", false));
     T_RC(fetch(r, "GET", port, "/metrics"), 0);
     T_EQ_INT(r->status, 200);
     T_EQ_STR(r->content_type, "text/plain; version=0.0.4; charset=utf-8");
