@@ -121,11 +121,11 @@ func TestNoCoreDumpWithTokens(t *testing.T) {
 // binary fail, as glibc does with no memory for a stack: the signal thread
 // (K=1), then the threads controller_run starts (the watch, the workers).
 func TestThreadStartFailure(t *testing.T) {
+	covers(t, "Process", "A thread cannot start (no memory for its stack, a thread limit)",
+		"the shipped binary with a preload failing its 1st to 4th pthread_create: exit status 1 within 30 s and an error naming it, never a crash, a hang or a controller short of a thread")
 	if realKube() {
 		t.Skip("a process test: the fake tier covers it")
 	}
-	covers(t, "Process", "A thread cannot start (no memory for its stack, a thread limit)",
-		"the shipped binary with a preload failing its 1st to 4th pthread_create: exit status 1 within 30 s and an error naming it, never a crash, a hang or a controller short of a thread")
 	root, err := stack.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
