@@ -11,9 +11,9 @@ for p in $(pkg-config --cflags libcurl libcjson yaml-0.1 openssl libpq libmicroh
 srcs=$(ls lib/*/*.c cmd/pgtoken-rotator/*.c)
 rc=0
 echo "clang-tidy"
-# shellcheck disable=SC2086
 # (clang-tidy exits non-zero on its errors: its output is read whole, not piped, so that
-# pipefail cannot hide them.)
+# pipefail cannot hide them. $srcs is split into file names on purpose.)
+# shellcheck disable=SC2086
 tidy=$(clang-tidy --quiet $srcs -- "${flags[@]}" 2>/dev/null || true)
 grep -E 'warning:|error:' <<<"$tidy" && rc=1
 echo "cppcheck"

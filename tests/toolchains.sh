@@ -52,7 +52,7 @@ NPM_SHA512=d60fba8cb42f688b81e33c2f1cbef2ad7b977166700ec0ad057f1b6d60ea6ef2524ab
 # ---- what the project needs ------------------------------------------------------------
 # The newest go line of the go.mod files: what every module can be built with.
 go_need=$(awk '$1 == "go" {print $2}' tests/go.mod tests/realkube/go.mod tests/realkube/etcd/go.mod \
-    bench/go.mod tests/chart/go.mod 2>/dev/null | sort -V | tail -n1)
+    bench/go.mod 2>/dev/null | sort -V | tail -n1)
 node_need=20
 
 ver_ge() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]; }

