@@ -116,7 +116,8 @@ func TestMetricsScrape(t *testing.T) {
 		}
 	}
 	// The standard process metrics, for this process.
-	if v, ok := metricValue(text, "process_start_time_seconds", ""); !ok || v > float64(time.Now().Unix()) || v < float64(time.Now().Add(-10*time.Minute).Unix()) {
+	// (A start time with its fraction of a second: compared with now's, not a truncated second.)
+	if v, ok := metricValue(text, "process_start_time_seconds", ""); !ok || v > float64(time.Now().UnixNano())/1e9 || v < float64(time.Now().Add(-10*time.Minute).Unix()) {
 		t.Errorf("process_start_time_seconds = %v (%v)", v, ok)
 	}
 	for _, name := range []string{"process_cpu_seconds_total", "process_resident_memory_bytes", "process_virtual_memory_bytes", "process_open_fds", "process_max_fds"} {
