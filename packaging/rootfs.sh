@@ -24,13 +24,13 @@
 #     with getent in this rootfs). The runtime (kubelet, podman, Docker) mounts
 #     /etc/hosts and /etc/resolv.conf. gconv modules: only for charsets other than
 #     ASCII and UTF-8 (built in). libgcc_s.so.1, which glibc dlopens for
-#     pthread_exit and pthread_cancel: neither the controller nor libcurl, libpq
-#     or libmicrohttpd calls them; libldap's thread pool does, and a client
-#     never starts it.
+#     pthread_exit and pthread_cancel: neither the controller nor libcurl or
+#     libpq calls them; libldap's thread pool does, and a client never starts
+#     it.
 #   OpenSSL 3: no openssl.cnf is the defaults (Debian's file only comments on the
 #     default provider, which loads implicitly; security level 2 is built in).
 #     Engines and ossl-modules load only when a config names them.
-#   libpq: the login check sets gssencmode=disable (lib/pg/pgcheck.c), so krb5
+#   libpq: the login check sets gssencmode=disable (lib/pg/login.c), so krb5
 #     and GSSAPI load no plugin or mechanism; krb5.conf, pg_service.conf and
 #     .pgpass may be absent; it looks up the home directory with getpwuid
 #     (hence the passwd entry for 65532).

@@ -8,7 +8,7 @@
 #include "pg/pgcheck.h"
 #include "fuzz.h"
 
-#define REDACT_MIN_PART 16 /* PG_REDACT_MIN_PART in pgcheck.c */
+#define REDACT_MIN_PART 16 /* PG_REDACT_MIN_PART in lib/pg/classify.c */
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
