@@ -11,6 +11,7 @@
 #include "app/config.h"
 #include "app/controller.h"
 #include "base/err.h"
+#include "base/flag.h"
 #include "base/log.h"
 #include "base/sleep.h"
 #include "net/http.h"
@@ -102,6 +103,25 @@ static int cmd_run(int argc, char **argv)
     return rc < 0 ? 1 : 0;
 }
 
+/* version takes no flags; it parses them all the same, so that it answers --help and
+ * refuses what it does not know like every other command. */
+static int cmd_version(int argc, char **argv)
+{
+    int rc = flag_parse(NULL, 0, argc, argv, NULL, NULL);
+
+    if (rc == FLAG_HELP) {
+        printf("usage: pgtoken-rotator version\n\n"
+               "Prints the version and the commit it was built from.\n");
+        return 0;
+    }
+    if (rc < 0) {
+        fprintf(stderr, "pgtoken-rotator version: %s\n", err_msg());
+        return 2;
+    }
+    printf("pgtoken-rotator %s (%s)\n", PGTR_VERSION, PGTR_GIT_REV);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     /* This process holds tokens: no core dumps, no ptrace by other users. */
@@ -111,6 +131,8 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
+    if (argc > 1 && (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")))
+        return cmd_version(argc - 1, argv + 1);
     if (argc < 2 || !strcmp(argv[1], "run") || argv[1][0] == '-')
         return cmd_run(argc > 1 && !strcmp(argv[1], "run") ? argc - 1 : argc,
                        argc > 1 && !strcmp(argv[1], "run") ? argv + 1 : argv);
@@ -124,10 +146,6 @@ int main(int argc, char **argv)
                                        : cli_check(argc - 1, argv + 1);
         http_global_cleanup();
         return rc;
-    }
-    if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
-        printf("pgtoken-rotator %s (%s)\n", PGTR_VERSION, PGTR_GIT_REV);
-        return 0;
     }
     fprintf(stderr, "pgtoken-rotator: unknown command %s\n\n", argv[1]);
     usage(stderr);

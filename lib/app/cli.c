@@ -1,5 +1,6 @@
 #include "app/cli.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 #include "base/buf.h"
 #include "base/clock.h"
 #include "base/err.h"
+#include "base/flag.h"
 #include "base/json.h"
 #include "base/log.h"
 #include "base/mem.h"
@@ -18,26 +20,6 @@
 #include "pg/pgcheck.h"
 #include "rot/spec.h"
 #include "base/banned.h"
-
-struct cli_opts {
-    cJSON *ann;           /* the flags as pgtoken.io/ annotations */
-    const char *scope;
-    const char *authority_host;
-    const char *identity_ca_file;
-    const char *db_ca_file;
-    const char *db_sslmode;
-    const char *key;      /* token: print this output key instead of the token */
-    const char *identity_source; /* "workload-identity" (default) or "imds" */
-    const char *client_id;       /* imds: a user-assigned identity */
-    bool env;             /* token: print every output as KEY=VALUE */
-    bool json;            /* check: JSON output */
-    bool insecure_http_authority;
-    bool insecure_db;
-    int timeout_s;
-};
-
-static const char *const annotation_flags[] = { "host", "port", "user", "database", "sslmode",
-                                                "format", NULL };
 
 static void usage_token(FILE *f)
 {
@@ -76,76 +58,129 @@ static void usage_check(FILE *f)
         "Identity flags as for `pgtoken-rotator token --help`.\n");
 }
 
-/* Parses flags shared by both commands. 0, 1 for --help, or ERR_INVALID. */
-static int parse(struct cli_opts *o, int argc, char **argv)
-{
-    memset(o, 0, sizeof(*o));
-    o->ann = cJSON_CreateObject();
-    o->scope = IDP_DEFAULT_SCOPE;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        bool takes = true;
-        char name[300];
+/* The flags of token and check: both take all of them. */
+enum cli_flag_id {
+    CF_ANNOTATION, /* --host, --port, ...: the pgtoken.io/ annotation of the same name */
+    CF_TEMPLATE,
+    CF_SCOPE,
+    CF_AUTHORITY_HOST,
+    CF_IDENTITY_CA_FILE,
+    CF_DB_CA_FILE,
+    CF_DB_SSLMODE,
+    CF_IDENTITY_SOURCE,
+    CF_CLIENT_ID,
+    CF_KEY,
+    CF_TIMEOUT,
+    CF_ENV,
+    CF_JSON,
+    CF_INSECURE_DB,
+    CF_INSECURE_HTTP,
+};
 
-        if (!strcmp(a, "-h") || !strcmp(a, "--help"))
-            return 1;
-        if (!strcmp(a, "--env") || !strcmp(a, "--json") || !strcmp(a, "--insecure-skip-db-tls-verify") ||
-            !strcmp(a, "--insecure-allow-http-authority")) {
-            o->env |= !strcmp(a, "--env");
-            o->json |= !strcmp(a, "--json");
-            o->insecure_db |= !strcmp(a, "--insecure-skip-db-tls-verify");
-            o->insecure_http_authority |= !strcmp(a, "--insecure-allow-http-authority");
-            continue;
-        }
-        if (strncmp(a, "--", 2) || !v)
-            return err_set(ERR_INVALID, "unexpected argument %s (see --help)", a);
-        for (const char *const *f = annotation_flags; *f; f++)
-            if (!strcmp(a + 2, *f)) {
-                snprintf(name, sizeof(name), "pgtoken.io/%s", *f);
-                cJSON_DeleteItemFromObjectCaseSensitive(o->ann, name); /* the last one wins */
-                cJSON_AddStringToObject(o->ann, name, v);
-                goto next;
-            }
-        if (!strcmp(a, "--template")) {
-            const char *eq = strchr(v, '=');
-            if (!eq || eq == v || (size_t)(eq - v) > 253)
-                return err_set(ERR_INVALID, "--template wants KEY=TEMPLATE");
-            snprintf(name, sizeof(name), "pgtoken.io/template.%.*s", (int)(eq - v), v);
-            cJSON_DeleteItemFromObjectCaseSensitive(o->ann, name);
-            cJSON_AddStringToObject(o->ann, name, eq + 1);
-        } else if (!strcmp(a, "--scope")) {
-            o->scope = v;
-        } else if (!strcmp(a, "--authority-host")) {
-            o->authority_host = v;
-        } else if (!strcmp(a, "--identity-ca-file")) {
-            o->identity_ca_file = v;
-        } else if (!strcmp(a, "--db-ca-file")) {
-            o->db_ca_file = v;
-        } else if (!strcmp(a, "--db-sslmode")) {
-            o->db_sslmode = v;
-        } else if (!strcmp(a, "--identity-source")) {
-            if (strcmp(v, "workload-identity") && strcmp(v, "imds"))
-                return err_set(ERR_INVALID, "--identity-source wants workload-identity or imds");
-            o->identity_source = v;
-        } else if (!strcmp(a, "--client-id")) {
-            o->client_id = v;
-        } else if (!strcmp(a, "--key")) {
-            o->key = v;
-        } else if (!strcmp(a, "--timeout")) {
-            char *end;
-            long n = strtol(v, &end, 10);
-            if (*end || n < 1 || n > 3600)
-                return err_set(ERR_INVALID, "--timeout wants seconds from 1 to 3600");
-            o->timeout_s = (int)n;
-        } else {
-            takes = false;
-        }
-        if (!takes)
-            return err_set(ERR_INVALID, "unknown flag %s (see --help)", a);
-next:
-        i++;
+static const struct flag cli_flags[] = {
+    { "--host", FLAG_VALUE, CF_ANNOTATION, false },
+    { "--port", FLAG_VALUE, CF_ANNOTATION, false },
+    { "--user", FLAG_VALUE, CF_ANNOTATION, false },
+    { "--database", FLAG_VALUE, CF_ANNOTATION, false },
+    { "--sslmode", FLAG_VALUE, CF_ANNOTATION, false },
+    { "--format", FLAG_VALUE, CF_ANNOTATION, false },
+    { "--template", FLAG_VALUE, CF_TEMPLATE, false },
+    { "--scope", FLAG_VALUE, CF_SCOPE, false },
+    { "--authority-host", FLAG_VALUE, CF_AUTHORITY_HOST, false },
+    { "--identity-ca-file", FLAG_VALUE, CF_IDENTITY_CA_FILE, false },
+    { "--db-ca-file", FLAG_VALUE, CF_DB_CA_FILE, false },
+    { "--db-sslmode", FLAG_VALUE, CF_DB_SSLMODE, false },
+    { "--identity-source", FLAG_VALUE, CF_IDENTITY_SOURCE, false },
+    { "--client-id", FLAG_VALUE, CF_CLIENT_ID, false },
+    { "--key", FLAG_VALUE, CF_KEY, false },
+    { "--timeout", FLAG_VALUE, CF_TIMEOUT, false },
+    { "--env", FLAG_BOOL, CF_ENV, false },
+    { "--json", FLAG_BOOL, CF_JSON, false },
+    { "--insecure-skip-db-tls-verify", FLAG_BOOL, CF_INSECURE_DB, false },
+    { "--insecure-allow-http-authority", FLAG_BOOL, CF_INSECURE_HTTP, false },
+};
+
+/* Where the flags that keep their value as given put it (a FLAG_BOOL flag: true or false). */
+static const size_t SLOT[] = {
+    [CF_SCOPE] = offsetof(struct cli_opts, scope),
+    [CF_AUTHORITY_HOST] = offsetof(struct cli_opts, authority_host),
+    [CF_IDENTITY_CA_FILE] = offsetof(struct cli_opts, identity_ca_file),
+    [CF_DB_CA_FILE] = offsetof(struct cli_opts, db_ca_file),
+    [CF_DB_SSLMODE] = offsetof(struct cli_opts, db_sslmode),
+    [CF_IDENTITY_SOURCE] = offsetof(struct cli_opts, identity_source),
+    [CF_CLIENT_ID] = offsetof(struct cli_opts, client_id),
+    [CF_KEY] = offsetof(struct cli_opts, key),
+    [CF_ENV] = offsetof(struct cli_opts, env),
+    [CF_JSON] = offsetof(struct cli_opts, json),
+    [CF_INSECURE_DB] = offsetof(struct cli_opts, insecure_db),
+    [CF_INSECURE_HTTP] = offsetof(struct cli_opts, insecure_http_authority),
+};
+
+/* Sets annotation name to v; a repeated flag replaces the earlier value (the last one wins). */
+static void set_annotation(cJSON *ann, const char *name, const char *v)
+{
+    cJSON_DeleteItemFromObjectCaseSensitive(ann, name);
+    cJSON_AddStringToObject(ann, name, v);
+}
+
+static int set_opt(void *ctx, const struct flag *f, const char *v)
+{
+    struct cli_opts *o = ctx;
+    char name[300], *end;
+    const char *eq;
+    long n;
+
+    switch ((enum cli_flag_id)f->id) {
+    case CF_ANNOTATION:
+        snprintf(name, sizeof(name), "pgtoken.io/%s", f->name + 2);
+        set_annotation(o->ann, name, v);
+        return 0;
+    case CF_TEMPLATE:
+        eq = strchr(v, '=');
+        if (!eq || eq == v || (size_t)(eq - v) > 253)
+            return err_set(ERR_INVALID, "--template wants KEY=TEMPLATE");
+        snprintf(name, sizeof(name), "pgtoken.io/template.%.*s", (int)(eq - v), v);
+        set_annotation(o->ann, name, eq + 1);
+        return 0;
+    case CF_TIMEOUT:
+        n = strtol(v, &end, 10);
+        if (*end || n < 1 || n > 3600)
+            return err_set(ERR_INVALID, "--timeout wants seconds from 1 to 3600");
+        o->timeout_s = (int)n;
+        return 0;
+    case CF_IDENTITY_SOURCE:
+        if (strcmp(v, "workload-identity") && strcmp(v, "imds"))
+            return err_set(ERR_INVALID, "--identity-source wants workload-identity or imds");
+        break;
+    default:
+        break;
     }
+    if (f->kind == FLAG_BOOL)
+        *(bool *)((char *)o + SLOT[f->id]) = strcmp(v, "true") == 0;
+    else
+        *(const char **)((char *)o + SLOT[f->id]) = v;
     return 0;
+}
+
+int cli_parse(struct cli_opts *out, int argc, char **argv)
+{
+    struct cli_opts o = { .ann = cJSON_CreateObject(), .scope = IDP_DEFAULT_SCOPE };
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if ((rc = flag_parse(cli_flags, sizeof(cli_flags) / sizeof(cli_flags[0]), argc, argv,
+                         set_opt, &o)) != 0) {
+        cli_opts_release(&o);
+        return rc;
+    }
+    *out = o;
+    return 0;
+}
+
+void cli_opts_release(struct cli_opts *o)
+{
+    cJSON_Delete(o->ann);
+    memset(o, 0, sizeof(*o));
 }
 
 static int mint(struct idp_token *tok, struct idp **who, const struct cli_opts *o)
@@ -179,7 +214,7 @@ minted_by:
 
 static void release(struct cli_opts *o, struct idp *who, struct idp_token *tok, struct spec *spec)
 {
-    cJSON_Delete(o->ann);
+    cli_opts_release(o);
     idp_free(who);
     idp_token_release(tok);
     spec_release(spec);
@@ -228,13 +263,13 @@ int cli_token(int argc, char **argv)
     bool render;
     int rc;
 
-    if ((rc = parse(&o, argc, argv)) != 0) {
-        if (rc == 1)
+    if ((rc = cli_parse(&o, argc, argv)) != 0) {
+        if (rc == FLAG_HELP)
             usage_token(stdout);
         else
             fprintf(stderr, "pgtoken-rotator token: %s\n", err_msg());
         release(&o, who, &tok, &spec);
-        return rc == 1 ? CLI_OK : CLI_USAGE;
+        return rc == FLAG_HELP ? CLI_OK : CLI_USAGE;
     }
     render = o.key || o.env;
     if (render && (rc = spec_parse(&spec, o.ann)) < 0) {
@@ -306,13 +341,13 @@ int cli_check(int argc, char **argv)
     struct pg_check_result res;
     int rc;
 
-    if ((rc = parse(&o, argc, argv)) != 0 || (rc = spec_parse(&spec, o.ann)) < 0) {
-        if (rc == 1)
+    if ((rc = cli_parse(&o, argc, argv)) != 0 || (rc = spec_parse(&spec, o.ann)) < 0) {
+        if (rc == FLAG_HELP)
             usage_check(stdout);
         else
             fprintf(stderr, "pgtoken-rotator check: %s\n", err_msg());
         release(&o, who, &tok, &spec);
-        return rc == 1 ? CLI_OK : CLI_USAGE;
+        return rc == FLAG_HELP ? CLI_OK : CLI_USAGE;
     }
     if ((rc = mint(&tok, &who, &o)) < 0) {
         fprintf(stderr, "pgtoken-rotator check: no token: %s\n", err_msg());

@@ -9,6 +9,7 @@
 
 #include "base/buf.h"
 #include "base/err.h"
+#include "base/flag.h"
 #include "base/json.h"
 #include "base/log.h"
 #include "base/mem.h"
@@ -333,46 +334,36 @@ static void usage(void)
     printf("  %-34s %s\n", "-h, --help", "this text");
 }
 
-int config_parse_args(struct config *c, int argc, char **argv)
+/* --config, the file the other flags override: not a setting of its own. */
+#define FLAG_ID_CONFIG (-1)
+
+static int set_flag(void *ctx, const struct flag *fl, const char *v)
 {
+    struct config *c = ctx;
     int rc;
 
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--config") && i + 1 < argc) {
-            if ((rc = config_load_file(c, argv[i + 1])) < 0)
-                return rc;
-        } else if (!strncmp(argv[i], "--config=", 9)) {
-            if ((rc = config_load_file(c, argv[i] + 9)) < 0)
-                return rc;
-        }
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i], *eq = strchr(arg, '=');
-        size_t n = eq ? (size_t)(eq - arg) : strlen(arg);
-        const struct field *f = NULL;
-        if (!strcmp(arg, "-h") || !strcmp(arg, "--help")) {
-            usage();
-            return 1;
-        }
-        if (!strncmp(arg, "--config", 8) && (arg[8] == '\0' || arg[8] == '=')) {
-            i += arg[8] == '\0';
-            continue;
-        }
-        for (size_t j = 0; j < NFIELDS && !f; j++)
-            if (fields[j].flag && strlen(fields[j].flag) == n && !strncmp(fields[j].flag, arg, n))
-                f = &fields[j];
-        if (!f)
-            return err_set(ERR_INVALID, "unknown flag %.*s (see --help)", (int)n, arg);
-        const char *v = eq ? eq + 1 : NULL;
-        if (!v && f->type == F_BOOL)
-            v = "true";
-        else if (!v && i + 1 < argc)
-            v = argv[++i];
-        if (!v)
-            return err_set(ERR_INVALID, "flag %s needs a value", f->flag);
-        if ((rc = set_field(c, f, v)) < 0)
-            return err_wrap(rc, "flag %s", f->flag);
-    }
+    if (fl->id == FLAG_ID_CONFIG)
+        return config_load_file(c, v);
+    if ((rc = set_field(c, &fields[fl->id], v)) < 0)
+        return err_wrap(rc, "flag %s", fl->name);
     return 0;
+}
+
+int config_parse_args(struct config *c, int argc, char **argv)
+{
+    struct flag flags[NFIELDS + 1];
+    size_t n = 0;
+    int rc;
+
+    flags[n++] = (struct flag){ "--config", FLAG_VALUE, FLAG_ID_CONFIG, true };
+    for (size_t i = 0; i < NFIELDS; i++)
+        if (fields[i].flag)
+            flags[n++] = (struct flag){ fields[i].flag,
+                                        fields[i].type == F_BOOL ? FLAG_BOOL : FLAG_VALUE,
+                                        (int)i, false };
+    if ((rc = flag_parse(flags, n, argc, argv, set_flag, c)) == FLAG_HELP)
+        usage();
+    return rc;
 }
 
 int config_validate(const struct config *c)

@@ -63,9 +63,12 @@ void config_release(struct config *c);
  * naming the field ("config x.yaml: rotation.refreshRatio must be in (0, 1)"). */
 int config_load_file(struct config *c, const char *path);
 
-/* Parses `run` flags over the current values (argv[0] is the subcommand).
- * --config is applied first wherever it appears. ERR_INVALID on a bad flag;
- * 1 when --help was asked (usage already printed). */
+/* Parses `run` flags over the current values (argv[0] is the subcommand), in the forms of
+ * base/flag.h (--flag VALUE, --flag=VALUE, --bool-flag[=true|false]); a repeated flag: the
+ * last one wins, except --namespace, which adds up. --config is applied first wherever it
+ * appears. ERR_INVALID on a bad flag (flag.h's messages; a bad value reads "flag --workers:
+ * must be ..."), or config_load_file's error; 1 (FLAG_HELP) when --help was asked (usage
+ * already printed on stdout). */
 int config_parse_args(struct config *c, int argc, char **argv);
 
 /* Cross-field checks after everything is read. */

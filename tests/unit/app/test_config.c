@@ -141,11 +141,98 @@ static void test_flag_errors(void)
     config_release(&c);
 }
 
+/* Runs config_parse_args on c with args (split on spaces, after "run"), stdout silenced (--help
+ * prints the usage there). */
+static int parse_run(struct config *c, const char *args)
+{
+    char buf[512], *argv[32], *save = NULL;
+    int argc = 0, out, rc;
+
+    argv[argc++] = "run";
+    snprintf(buf, sizeof(buf), "%s", args);
+    for (char *w = strtok_r(buf, " ", &save); w && argc < 31; w = strtok_r(NULL, " ", &save))
+        argv[argc++] = w;
+    argv[argc] = NULL;
+    fflush(stdout);
+    out = dup(STDOUT_FILENO);
+    if (!freopen("/dev/null", "w", stdout))
+        abort();
+    rc = config_parse_args(c, argc, argv);
+    fflush(stdout);
+    dup2(out, STDOUT_FILENO);
+    close(out);
+    return rc;
+}
+
+/* The forms of the shared parser (base/flag.h) as `run` takes them. */
+static void test_flag_forms(void)
+{
+    struct config c;
+
+    config_init(&c);
+    T_RC(parse_run(&c, "--workers=3 --label-selector=team=a --context ctx"), 0);
+    T_EQ_INT(c.workers, 3);
+    T_EQ_STR(c.label_selector, "team=a"); /* the first '=' ends the name */
+    T_EQ_STR(c.context, "ctx");
+    /* Repeated: the last one wins, --namespace adds up. */
+    T_RC(parse_run(&c, "--workers 5 --workers=6 --namespace a --namespace=b"), 0);
+    T_EQ_INT(c.workers, 6);
+    T_EQ_INT(c.nnamespaces, 2);
+    T_EQ_STR(c.namespaces[1], "b");
+    /* Booleans: bare, =true, =false; never a separate value. */
+    T_CHECK(!c.leader_elect && c.allow_controller_identity);
+    T_RC(parse_run(&c, "--leader-elect --allow-controller-identity=false"), 0);
+    T_CHECK(c.leader_elect && !c.allow_controller_identity);
+    T_RC(parse_run(&c, "--leader-elect=false --allow-controller-identity=true"), 0);
+    T_CHECK(!c.leader_elect && c.allow_controller_identity);
+    T_RC(parse_run(&c, "--leader-elect=yes"), ERR_INVALID);
+    T_EQ_STR(err_msg(), "flag --leader-elect: must be true or false");
+    T_RC(parse_run(&c, "--leader-elect false"), ERR_INVALID);
+    T_EQ_STR(err_msg(), "unexpected argument false (see --help)");
+    /* Missing values, unknown flags, bad values. */
+    T_RC(parse_run(&c, "--metrics-addr"), ERR_INVALID);
+    T_EQ_STR(err_msg(), "flag --metrics-addr needs a value");
+    T_RC(parse_run(&c, "--config"), ERR_INVALID);
+    T_EQ_STR(err_msg(), "flag --config needs a value");
+    T_RC(parse_run(&c, "--no-such-flag=1"), ERR_INVALID);
+    T_EQ_STR(err_msg(), "unknown flag --no-such-flag (see --help)");
+    T_RC(parse_run(&c, "--work 2"), ERR_INVALID); /* no abbreviations */
+    T_EQ_STR(err_msg(), "unknown flag --work (see --help)");
+    T_RC(parse_run(&c, "--refresh-ratio=1"), ERR_INVALID);
+    T_EQ_STR(err_msg(), "flag --refresh-ratio: must be a number between 0 and 1 (exclusive)");
+    T_RC(parse_run(&c, "--login-check sometimes"), ERR_INVALID);
+    T_EQ_STR(err_msg(), "flag --login-check: must be required, best-effort or off");
+    /* Help, before any error. */
+    T_RC(parse_run(&c, "--workers 2 -h --no-such-flag"), 1);
+    T_RC(parse_run(&c, "--help"), 1);
+    T_EQ_INT(c.workers, 2);
+    config_release(&c);
+}
+
+/* --config is read before every other flag wherever it stands, so that flags win over it. */
+static void test_config_flag_first(void)
+{
+    char *path = write_tmp("workers: 8\nlabelSelector: from-file\n"), args[256];
+    struct config c;
+
+    config_init(&c);
+    snprintf(args, sizeof(args), "--workers 2 --config=%s", path);
+    T_RC(parse_run(&c, args), 0);
+    T_EQ_INT(c.workers, 2);
+    T_EQ_STR(c.label_selector, "from-file");
+    /* A bad file is reported before a bad flag that stands earlier. */
+    T_RC(parse_run(&c, "--no-such-flag --config /nonexistent/config.yaml"), ERR_IO);
+    config_release(&c);
+    unlink(path);
+}
+
 int main(void)
 {
     T_RUN(test_defaults_serve_aks);
     T_RUN(test_file_then_flags);
     T_RUN(test_errors_name_the_field);
     T_RUN(test_flag_errors);
+    T_RUN(test_flag_forms);
+    T_RUN(test_config_flag_first);
     return t_done();
 }
