@@ -25,6 +25,8 @@
 #include "kube/store.h"
 #include "kube/watch.h"
 #include "pg/pgcheck.h"
+#include "idp/sareg.h"
+#include "rot/liveio.h"
 #include "rot/reconcile.h"
 #include "base/banned.h"
 
@@ -54,11 +56,11 @@ struct controller {
     struct store *store;
     struct queue *queue;
     struct event_recorder *events;
-    struct rot_failures *failures;
-    struct idp_registry *idps;
+    struct sareg *sas;
     struct rot_stats rstats;
     struct watch_stats wstats;
-    struct reconcile_ctx rctx;
+    struct reconcile_cfg rcfg;
+    struct liveio_deps rdeps;
     struct watcher *watchers;
     size_t nwatchers;
     atomic_int synced;
@@ -291,25 +293,30 @@ int controller_new(struct controller **out, const struct config *cfg)
     c->store = store_new();
     c->queue = queue_new();
     c->events = event_recorder_new("pgtoken-rotator", cfg->instance);
-    c->failures = rot_failures_new();
-    c->idps = idp_registry_new();
-    c->rctx = (struct reconcile_ctx){
-        .store = c->store, .events = c->events, .tokens = c->tokens, .idp = c->idp,
-        .allow_controller_identity = cfg->allow_controller_identity, .idps = c->idps,
-        .kube = c->kube, .authority_host = cfg->authority_host ? cfg->authority_host
-                                                                 : getenv("AZURE_AUTHORITY_HOST"),
+    struct sareg_opts so = {
+        .kube = c->kube,
         .tenant_id = cfg->tenant_id ? cfg->tenant_id : getenv("AZURE_TENANT_ID"),
+        .authority_host = cfg->authority_host ? cfg->authority_host
+                                              : getenv("AZURE_AUTHORITY_HOST"),
         .allow_http_authority = cfg->insecure_http_authority,
-        .scope = cfg->scope, .pg = c->pg, .failures = c->failures, .stats = &c->rstats,
-        .on_failure = count_failure, .hook_ctx = c->metrics,
+    };
+    c->sas = sareg_new(&so);
+    c->rdeps = (struct liveio_deps){
+        .store = c->store, .events = c->events, .tokens = c->tokens, .idp = c->idp,
+        .sas = c->sas, .scope = cfg->scope, .pg = c->pg, .stats = &c->rstats,
         .pg_opts = { .sslmode = cfg->db_sslmode, .ca_file = cfg->db_ca_file,
                      .insecure_skip_tls_verify = cfg->insecure_skip_db_tls_verify,
                      .connect_timeout_s = cfg->db_connect_timeout_s },
+    };
+    c->rcfg = (struct reconcile_cfg){
+        .policy = { cfg->refresh_ratio, cfg->jitter, cfg->min_remaining_s * 1000, 1000,
+                    60 * 1000 },
         .login_check = cfg->login_check == LOGIN_CHECK_REQUIRED      ? SPEC_LOGIN_REQUIRED
                        : cfg->login_check == LOGIN_CHECK_BEST_EFFORT ? SPEC_LOGIN_BEST_EFFORT
                                                                      : SPEC_LOGIN_OFF,
-        .policy = { cfg->refresh_ratio, cfg->jitter, cfg->min_remaining_s * 1000, 1000,
-                    60 * 1000 },
+        .own_identity = c->idp != NULL,
+        .allow_own_identity = cfg->allow_controller_identity,
+        .stats = &c->rstats, .on_failure = count_failure, .hook_ctx = c->metrics,
     };
     struct metrics_sources src = {
         .rot = &c->rstats, .watch = &c->wstats, .kube = kube_client_stats(c->kube),
@@ -342,8 +349,7 @@ void controller_free(struct controller *c)
     kube_client_free(c->lease_kube);
     free(c->lease_id);
     metrics_free(c->metrics);
-    rot_failures_free(c->failures);
-    idp_registry_free(c->idps);
+    sareg_free(c->sas);
     event_recorder_free(c->events);
     queue_free(c->queue);
     store_free(c->store);
@@ -375,8 +381,8 @@ static void on_delete(void *ctx, const char *key)
     struct controller *c = ctx;
 
     log_info("secret_forgotten", LOG_STR("key", key));
-    queue_forget(c->queue, key);
-    reconcile_forget(&c->rctx, key);
+    queue_forget(c->queue, key); /* its backoff too */
+    liveio_forget(&c->rdeps, key);
 }
 
 static void on_synced(void *ctx)
@@ -429,6 +435,8 @@ static void *worker_main(void *arg)
     struct worker *w = arg;
     struct controller *c = w->c;
     struct kube_conn *k = NULL;
+    struct reconcile_io io;
+    struct liveio live;
     char *key;
     int rc;
 
@@ -436,6 +444,7 @@ static void *worker_main(void *arg)
         log_error("worker_not_started", LOG_ERR(rc));
         return NULL;
     }
+    liveio_init(&io, &live, &c->rdeps, k);
     while (!atomic_load(c->stop)) {
         struct reconcile_result res;
         uint64_t ticket = sleep_ticket(); /* before the check: a new term wakes us */
@@ -453,7 +462,12 @@ static void *worker_main(void *arg)
             free(key);
             continue;
         }
-        reconcile_secret(&res, &c->rctx, k, key);
+        struct queue_backoff qb;
+        struct reconcile_backoff rb = { 0, 0, NULL };
+        if (queue_backoff(c->queue, key, &qb))
+            rb = (struct reconcile_backoff){ qb.failures, qb.not_before_ms - clock_mono_ms(),
+                                             qb.tag };
+        reconcile_secret(&res, &c->rcfg, &io, key, &rb);
         /* One planned time for the store and the queue, so that a resync never sees the
          * store's plan due while the queue's is not. It goes to the store before the key
          * is released: a change that arrives meanwhile runs the key again, and that
@@ -462,7 +476,12 @@ static void *worker_main(void *arg)
                                                : STORE_DUE_NEVER;
         store_set_due(c->store, key, due);
         queue_done(c->queue, key);
-        if (due != STORE_DUE_NEVER)
+        if (res.reset_backoff)
+            queue_backoff_reset(c->queue, key);
+        if (res.backoff)
+            queue_add_rate_limited(c->queue, key, due != STORE_DUE_NEVER ? due : clock_mono_ms(),
+                                   res.spec_hash);
+        else if (due != STORE_DUE_NEVER)
             queue_add_at(c->queue, key, due);
         free(key);
     }

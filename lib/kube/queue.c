@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -32,6 +33,7 @@ struct queue {
      * positions + 1, read through the heap's own copy of the key, so a waiting
      * Secret costs one key, one timer and a slot of table. */
     struct oatab pos;
+    struct strmap backoff;  /* key -> struct queue_backoff: keys failing in a row */
     bool shutdown;
 };
 
@@ -62,6 +64,7 @@ void queue_free(struct queue *q)
     strmap_clear(&q->queued, NULL);
     strmap_clear(&q->active, NULL);
     strmap_clear(&q->dirty, NULL);
+    strmap_clear(&q->backoff, free);
     pthread_cond_destroy(&q->cond);
     pthread_mutex_destroy(&q->mu);
     free(q);
@@ -281,6 +284,7 @@ void queue_forget(struct queue *q, const char *key)
         free(heap_remove(q, (size_t)at));
     strmap_del(&q->dirty, key);
     strmap_del(&q->queued, key);
+    free(strmap_del(&q->backoff, key));
     for (size_t i = 0; i < q->count; i++) {
         char **slot = &q->ready[(q->head + i) % q->cap];
         if (*slot && !strcmp(*slot, key)) {
@@ -289,6 +293,57 @@ void queue_forget(struct queue *q, const char *key)
         }
     }
     pthread_mutex_unlock(&q->mu);
+}
+
+void queue_add_rate_limited(struct queue *q, const char *key, int64_t due, const char *tag)
+{
+    struct queue_backoff *b;
+
+    pthread_mutex_lock(&q->mu);
+    if (q->shutdown) {
+        pthread_mutex_unlock(&q->mu);
+        return;
+    }
+    if (!(b = strmap_get(&q->backoff, key))) {
+        b = xcalloc(1, sizeof(*b));
+        strmap_put(&q->backoff, key, b);
+    }
+    b->failures++;
+    b->not_before_ms = due;
+    snprintf(b->tag, sizeof(b->tag), "%s", tag ? tag : "");
+    pthread_mutex_unlock(&q->mu);
+    queue_add_at(q, key, due);
+}
+
+bool queue_backoff(struct queue *q, const char *key, struct queue_backoff *out)
+{
+    const struct queue_backoff *b;
+
+    pthread_mutex_lock(&q->mu);
+    b = strmap_get(&q->backoff, key);
+    if (b)
+        *out = *b;
+    else
+        memset(out, 0, sizeof(*out));
+    pthread_mutex_unlock(&q->mu);
+    return b != NULL;
+}
+
+void queue_backoff_reset(struct queue *q, const char *key)
+{
+    pthread_mutex_lock(&q->mu);
+    free(strmap_del(&q->backoff, key));
+    pthread_mutex_unlock(&q->mu);
+}
+
+size_t queue_backing_off(struct queue *q)
+{
+    size_t n;
+
+    pthread_mutex_lock(&q->mu);
+    n = q->backoff.len;
+    pthread_mutex_unlock(&q->mu);
+    return n;
 }
 
 bool queue_get(struct queue *q, char **out)

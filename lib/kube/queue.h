@@ -28,8 +28,33 @@ void queue_add_at(struct queue *q, const char *key, int64_t due_ms);
  * last two cases: whoever planned the key for now had lost track of it. For a
  * resync that re-examines keys past their planned time. */
 bool queue_ensure(struct queue *q, const char *key);
-/* Forgets a key entirely (a deleted Secret): drops pending and delayed adds. */
+/* Forgets a key entirely (a deleted Secret): drops pending and delayed adds
+ * and its backoff. */
 void queue_forget(struct queue *q, const char *key);
+
+/* Per-key backoff, as controller-runtime's rate-limited queue keeps it
+ * (AddRateLimited, NumRequeues, Forget). The caller picks the delay (it knows
+ * how long the Secret's current value lasts); the queue remembers how many
+ * failures in a row the key has had, until when it backs off, and a tag naming
+ * what failed (the spec's hash), so that a wake-up during the backoff (our own
+ * status write, an unrelated change) can be told from a change that deserves a
+ * new attempt at once. */
+#define QUEUE_TAG_MAX 17
+struct queue_backoff {
+    unsigned failures;        /* in a row; 0: none */
+    int64_t not_before_ms;    /* monotonic: no new attempt planned before this */
+    char tag[QUEUE_TAG_MAX];  /* what failed; "" when none was given */
+};
+
+/* Counts a failure of key and adds it back at due_ms (clock_mono_ms, as
+ * queue_add_at); tag (may be NULL; cut at QUEUE_TAG_MAX - 1) names what failed. */
+void queue_add_rate_limited(struct queue *q, const char *key, int64_t due_ms, const char *tag);
+/* key's backoff into *out (zeroed when it has none); true when it has one. */
+bool queue_backoff(struct queue *q, const char *key, struct queue_backoff *out);
+/* Ends key's backoff (a success, or a state no retry can fix). */
+void queue_backoff_reset(struct queue *q, const char *key);
+/* Keys backing off (for metrics and tests). */
+size_t queue_backing_off(struct queue *q);
 
 /* Blocks until a key is ready; *out is a new string (free it) and the key is
  * marked in progress. Returns false once the queue is shut down. */

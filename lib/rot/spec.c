@@ -12,6 +12,7 @@
 #include "base/buf.h"
 #include "base/err.h"
 #include "base/mem.h"
+#include "kube/secret.h"
 #include "base/banned.h"
 
 #define PREFIX_LEN (sizeof(SPEC_PREFIX) - 1)
@@ -729,9 +730,9 @@ static int unknown_annotation(const char *name, const char *rest)
     return err_set(ERR_INVALID, "unknown annotation %s", what);
 }
 
-static int value_of(const char **out, const cJSON *item, const char *name)
+/* v: the annotation's value, NULL when it is not a string. */
+static int value_of(const char **out, const char *v, const char *name)
 {
-    const char *v = cJSON_IsString(item) ? item->valuestring : NULL;
     size_t n;
 
     if (!v)
@@ -745,7 +746,7 @@ static int value_of(const char **out, const cJSON *item, const char *name)
     return 0;
 }
 
-static int field(struct ctx *c, const char *name, const char *rest, const cJSON *item)
+static int field(struct ctx *c, const char *name, const char *rest, const char *value)
 {
     const char *v = NULL;
     int rc;
@@ -756,16 +757,17 @@ static int field(struct ctx *c, const char *name, const char *rest, const cJSON 
         if (c->seen & (1u << i))
             return err_set(ERR_INVALID, "%s: given twice", name);
         c->seen |= 1u << i;
-        if ((rc = value_of(&v, item, name)) < 0)
+        if ((rc = value_of(&v, value, name)) < 0)
             return rc;
         return fields[i].fn(c, name, v);
     }
     return unknown_annotation(name, rest);
 }
 
-static int annotation(struct ctx *c, const cJSON *item)
+/* One annotation (value NULL: not a string). */
+static int annotation(struct ctx *c, const char *name, const char *value)
 {
-    const char *name = item->string, *rest, *v = NULL;
+    const char *rest, *v = NULL;
     int rc;
 
     if (!name || strncmp(name, SPEC_PREFIX, PREFIX_LEN))
@@ -774,8 +776,8 @@ static int annotation(struct ctx *c, const cJSON *item)
     if (!strncmp(rest, "status.", 7))
         return 0;
     if (strncmp(rest, "template.", 9))
-        return field(c, name, rest, item);
-    if ((rc = value_of(&v, item, name)) < 0)
+        return field(c, name, rest, value);
+    if ((rc = value_of(&v, value, name)) < 0)
         return rc;
     return add_template(c, name, rest + 9, v);
 }
@@ -785,6 +787,17 @@ void spec_init(struct spec *s)
     *s = (struct spec)SPEC_INIT;
 }
 
+/* After every annotation went through annotation(): checks the whole and hands it over. */
+static int parsed(struct spec *out, struct ctx *c, int rc)
+{
+    if (rc == 0 && (rc = finish(c)) == 0) {
+        *out = *c->s;
+        *c->s = (struct spec)SPEC_INIT;
+    }
+    spec_release(c->s);
+    return rc;
+}
+
 int spec_parse(struct spec *out, const cJSON *annotations)
 {
     struct spec s = SPEC_INIT;
@@ -792,19 +805,34 @@ int spec_parse(struct spec *out, const cJSON *annotations)
     const cJSON *item;
     int rc = 0;
 
-    if (annotations && !cJSON_IsObject(annotations)) {
+    if (annotations && !cJSON_IsObject(annotations))
         rc = err_set(ERR_INVALID, "metadata.annotations is not an object");
-        goto out;
-    }
     for (item = annotations ? annotations->child : NULL; rc == 0 && item; item = item->next)
-        rc = annotation(&c, item);
-    if (rc < 0 || (rc = finish(&c)) < 0)
-        goto out;
-    *out = s;
-    s = (struct spec)SPEC_INIT;
-out:
-    spec_release(&s);
-    return rc;
+        rc = annotation(&c, item->string, cJSON_IsString(item) ? item->valuestring : NULL);
+    return parsed(out, &c, rc);
+}
+
+struct each_ctx {
+    struct ctx *c;
+    int rc; /* the first error; the annotations after it are not read */
+};
+
+static void each_annotation(void *arg, const char *name, const char *value)
+{
+    struct each_ctx *e = arg;
+
+    if (e->rc == 0)
+        e->rc = annotation(e->c, name, value);
+}
+
+int spec_parse_secret(struct spec *out, const struct kube_secret *secret)
+{
+    struct spec s = SPEC_INIT;
+    struct ctx c = { &s, 0, 0, false, 0 };
+    struct each_ctx e = { &c, 0 };
+
+    kube_secret_each_annotation(secret, each_annotation, &e);
+    return parsed(out, &c, e.rc);
 }
 
 void spec_release(struct spec *s)

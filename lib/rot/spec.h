@@ -78,6 +78,8 @@
 #include "base/sbuf.h"
 #include "rot/tmpl.h"
 
+struct kube_secret;
+
 #define SPEC_PREFIX "pgtoken.io/"
 #define SPEC_VALUE_MAX 4096   /* bytes of one annotation value (templates included) */
 #define SPEC_NAME_MAX 63      /* bytes of a user or database name (NAMEDATALEN - 1) */
@@ -143,6 +145,9 @@ void spec_init(struct spec *s);
  * an unknown pgtoken.io/ annotation, a template that does not compile or that renders an
  * invalid URL with this spec's values, or outputs none of which has {password}. */
 int spec_parse(struct spec *out, const cJSON *annotations);
+
+/* As spec_parse, from the annotations a cached Secret kept (kube/secret.h), in their order. */
+int spec_parse_secret(struct spec *out, const struct kube_secret *secret);
 
 /* Frees everything s owns and leaves it as SPEC_INIT. */
 void spec_release(struct spec *s);

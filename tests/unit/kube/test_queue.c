@@ -175,6 +175,44 @@ static void test_ensure(void)
     queue_free(q);
 }
 
+/* Per-key backoff: counted per failure, kept until reset or forgotten, and the
+ * key comes back at the time given. */
+static void test_rate_limited(void)
+{
+    struct queue *q = queue_new();
+    struct queue_backoff b;
+    int64_t now = clock_mono_ms();
+    char *k;
+
+    T_CHECK(!queue_backoff(q, "a/1", &b));
+    T_EQ_INT(b.failures, 0);
+    T_EQ_STR(b.tag, "");
+    queue_add_rate_limited(q, "a/1", now + 60000, "0123456789abcdef-cut");
+    queue_add_rate_limited(q, "a/1", now + 50, "fedcba9876543210");
+    T_CHECK(queue_backoff(q, "a/1", &b));
+    T_EQ_INT(b.failures, 2);
+    T_EQ_INT(b.not_before_ms, now + 50);
+    T_EQ_STR(b.tag, "fedcba9876543210");
+    T_EQ_INT(queue_backing_off(q), 1);
+    T_EQ_INT(queue_delayed(q), 1); /* one timer, the earlier time */
+    T_CHECK(queue_get(q, &k));     /* after about 50 ms */
+    T_EQ_STR(k, "a/1");
+    T_CHECK(clock_mono_ms() >= now + 50);
+    queue_done(q, k);
+    free(k);
+    T_CHECK(queue_backoff(q, "a/1", &b)); /* handing it out does not end the backoff */
+    queue_backoff_reset(q, "a/1");
+    T_CHECK(!queue_backoff(q, "a/1", &b));
+    T_EQ_INT(queue_backing_off(q), 0);
+    queue_add_rate_limited(q, "a/2", now, NULL);
+    T_CHECK(queue_backoff(q, "a/2", &b));
+    T_EQ_STR(b.tag, "");
+    queue_forget(q, "a/2"); /* a deleted Secret: its backoff goes too */
+    T_CHECK(!queue_backoff(q, "a/2", &b));
+    T_EQ_INT(queue_len(q) + queue_delayed(q), 0);
+    queue_free(q);
+}
+
 int main(void)
 {
     T_RUN(test_dedup_and_order);
@@ -183,5 +221,6 @@ int main(void)
     T_RUN(test_shutdown_wakes);
     T_RUN(test_many_timers);
     T_RUN(test_ensure);
+    T_RUN(test_rate_limited);
     return t_done();
 }
