@@ -18,6 +18,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"pgtoken-rotator/tests/stack"
 )
 
 type floorSA struct {
@@ -126,26 +128,29 @@ func floor(cfg *floorCfg) (*floorResult, error) {
 		}
 		errMu.Unlock()
 	}
-	workers := make([]*client, cfg.Workers)
+	workers := make([]*stack.Kube, cfg.Workers)
 	for i := range workers {
-		c, err := newClient(cfg.KubeURL, cfg.PKI, cfg.Bearer, 1)
+		c, err := apiClient(cfg.KubeURL, cfg.PKI, cfg.Bearer, 1)
 		if err != nil {
 			return nil, err
 		}
-		defer c.close()
+		defer c.Close()
 		workers[i] = c
 	}
-	entra, err := newClient(strings.SplitN(cfg.TokenURL, "/", 4)[0]+"//"+strings.SplitN(cfg.TokenURL, "/", 4)[2], cfg.PKI, "", 1)
+	tu, err := url.Parse(cfg.TokenURL)
 	if err != nil {
 		return nil, err
 	}
-	defer entra.close()
-	tokenPath := "/" + strings.SplitN(cfg.TokenURL, "/", 4)[3]
-	lister, err := newClient(cfg.KubeURL, cfg.PKI, cfg.Bearer, 1)
+	entra, err := stack.NewKubeWith(tu.Scheme+"://"+tu.Host, cfg.PKI, stack.KubeOptions{NoAuth: true, HTTP2: true, Conns: 1})
 	if err != nil {
 		return nil, err
 	}
-	defer lister.close()
+	defer entra.Close()
+	lister, err := apiClient(cfg.KubeURL, cfg.PKI, cfg.Bearer, 1)
+	if err != nil {
+		return nil, err
+	}
+	defer lister.Close()
 	helpers := make([]*pgLogin, cfg.Workers)
 	for i := range helpers {
 		pl, err := startPGLogin(cfg)
@@ -162,13 +167,13 @@ func floor(cfg *floorCfg) (*floorResult, error) {
 	// own connection as the controller's watch does). The writes start when it is
 	// complete: the fake API server keeps 1000 events of history, so a list that
 	// writes race would lose its continue token (410) half way.
-	items, _, err := lister.listSecrets(cfg.Selector, cfg.Page)
+	items, _, err := lister.ListSecrets(cfg.Selector, cfg.Page)
 	if err != nil {
 		return nil, err
 	}
 	res.Listed = len(items)
 	res.ListS = time.Since(start).Seconds()
-	work := make(chan *secretObj, len(items))
+	work := make(chan *stack.Secret, len(items))
 	for i := range items {
 		work <- &items[i]
 	}
@@ -208,13 +213,13 @@ func floor(cfg *floorCfg) (*floorResult, error) {
 			AccessToken string `json:"access_token"`
 			ExpiresIn   int64  `json:"expires_in"`
 		}
-		if err := entra.form(tokenPath, v, &tr); err != nil {
+		if err := entra.JSON("POST", tu.Path, "application/x-www-form-urlencoded", []byte(v.Encode()), &tr); err != nil {
 			return nil, err
 		}
 		now := time.Now()
 		return &mintedTok{tr.AccessToken, now, now.Add(time.Duration(tr.ExpiresIn) * time.Second), id}, nil
 	}
-	tokFor := func(c *client, s *secretObj) (*mintedTok, error) {
+	tokFor := func(c *stack.Kube, s *stack.Secret) (*mintedTok, error) {
 		t0 := time.Now()
 		defer func() { mu.Lock(); tokenTime += time.Since(t0); mu.Unlock() }()
 		sa := s.Metadata.Annotations["pgtoken.io/service-account"]
@@ -246,7 +251,7 @@ func floor(cfg *floorCfg) (*floorResult, error) {
 			}
 			body := map[string]any{"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
 				"spec": map[string]any{"audiences": []string{"api://AzureADTokenExchange"}, "expirationSeconds": 600}}
-			if err := c.json("POST", "/api/v1/namespaces/"+x.NS+"/serviceaccounts/"+x.Name+"/token",
+			if err := c.JSON("POST", "/api/v1/namespaces/"+x.NS+"/serviceaccounts/"+x.Name+"/token",
 				"application/json", body, &tr); err != nil {
 				return nil, err
 			}
@@ -261,7 +266,7 @@ func floor(cfg *floorCfg) (*floorResult, error) {
 	var wg sync.WaitGroup
 	for w := 0; w < cfg.Workers; w++ {
 		wg.Add(1)
-		go func(c *client, pl *pgLogin) {
+		go func(c *stack.Kube, pl *pgLogin) {
 			defer wg.Done()
 			for s := range work {
 				mu.Lock()
@@ -307,8 +312,8 @@ func floor(cfg *floorCfg) (*floorResult, error) {
 						"DATABASE_URL": base64.StdEncoding.EncodeToString([]byte(u)),
 					},
 				}
-				var fresh secretObj
-				if err := c.json("PATCH", "/api/v1/namespaces/"+s.Metadata.Namespace+"/secrets/"+s.Metadata.Name,
+				var fresh stack.Secret
+				if err := c.JSON("PATCH", "/api/v1/namespaces/"+s.Metadata.Namespace+"/secrets/"+s.Metadata.Name,
 					"application/merge-patch+json", patch, &fresh); err != nil {
 					addErr(err)
 					continue
@@ -330,7 +335,7 @@ func floor(cfg *floorCfg) (*floorResult, error) {
 						tk.exp.UTC().Format(time.RFC3339)),
 					"source": map[string]any{"component": "pgtoken-rotator"}, "firstTimestamp": ts, "lastTimestamp": ts,
 					"count": 1, "reportingComponent": "pgtoken-rotator", "reportingInstance": "floor"}
-				if err := c.json("POST", "/api/v1/namespaces/"+s.Metadata.Namespace+"/events", "application/json", ev, nil); err != nil {
+				if err := c.JSON("POST", "/api/v1/namespaces/"+s.Metadata.Namespace+"/events", "application/json", ev, nil); err != nil {
 					addErr(err)
 					continue
 				}

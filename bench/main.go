@@ -19,7 +19,6 @@ import (
 	"io"
 	"math"
 	"math/rand"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -56,8 +55,11 @@ type Config struct {
 	Phases       []string `json:"phases,omitempty"`          // BENCH_PHASES: of flat,idle,steady,floor,baseline,real (cold always runs)
 	CtrlEnv      []string `json:"controller_env,omitempty"`  // BENCH_CTRL_ENV: extra environment for the controller
 	Wrap         string   `json:"controller_wrap,omitempty"` // BENCH_WRAP: a profiler in front of the controller
+	FailS        float64  `json:"fail_s"`                    // BENCH_FAIL_S: length of each half of the failing-Secrets case
+	FailN        int      `json:"fail_n"`                    // BENCH_FAIL_N: its Secrets (0: the largest N)
+	FailCause    string   `json:"fail_cause"`                // BENCH_FAIL_CAUSE: role (refused) or down (unreachable)
 	Out          string   `json:"-"`                         // BENCH_OUT
-	Readme       string   `json:"-"`                         // BENCH_README: READMEs to update with the table (space-separated; "-" = none)
+	Readme       string   `json:"-"`                         // BENCH_README: READMEs to update with the table (space-separated; default "-": none)
 }
 
 func envInt(k string, def int) int {
@@ -88,8 +90,9 @@ func loadConfig(root string) Config {
 		Sample: envInt("BENCH_SAMPLE", 10), BaselineN: envInt("BENCH_BASELINE_N", 100),
 		Repeat: envInt("BENCH_REPEAT", 3), Metrics: os.Getenv("BENCH_METRICS") != "0",
 		Flat: os.Getenv("BENCH_FLAT") != "0", Timeout: envFloat("BENCH_TIMEOUT_SCALE", 1),
+		FailS: envFloat("BENCH_FAIL_S", 600), FailN: envInt("BENCH_FAIL_N", 0), FailCause: envOr("BENCH_FAIL_CAUSE", "role"),
 		Out:    envOr("BENCH_OUT", filepath.Join(root, "bench/results/latest.json")),
-		Readme: envOr("BENCH_README", filepath.Join(root, "bench/README.md")+" "+filepath.Join(root, "README.md"))}
+		Readme: readmes()}
 	c.Phases = strings.FieldsFunc(os.Getenv("BENCH_PHASES"), func(r rune) bool { return r == ' ' || r == ',' })
 	// The image's environment first (what users run), then BENCH_CTRL_ENV, whose
 	// entries win.
@@ -104,13 +107,22 @@ func loadConfig(root string) Config {
 		c.N = append(c.N, n)
 	}
 	sort.Ints(c.N)
+	if _, ok := failCauses[c.FailCause]; !ok || c.FailS < 1 || c.FailN < 0 {
+		fatalf("need BENCH_FAIL_CAUSE role or down, BENCH_FAIL_S >= 1, BENCH_FAIL_N >= 0")
+	}
 	if c.Namespaces < 1 || c.Roles < 1 || c.SAIdentities < 0 || c.SAIdentities >= c.Namespaces || c.Workers < 1 {
 		fatalf("need BENCH_NAMESPACES >= 1, BENCH_ROLES >= 1, 0 <= BENCH_SA < BENCH_NAMESPACES, BENCH_WORKERS >= 1")
 	}
-	if c.Readme == "-" {
-		c.Readme = ""
-	}
 	return c
+}
+
+// readmes are the files BENCH_README names to put the table in: none by default
+// ("-"); `make bench-readme` names the two READMEs.
+func readmes() string {
+	if r := os.Getenv("BENCH_README"); r != "-" {
+		return r
+	}
+	return ""
 }
 
 // imageEnv returns the KEY=VALUE pairs of the ENV instructions of the Dockerfile's
@@ -183,7 +195,7 @@ func main() {
 	}
 	if len(os.Args) != 1 {
 		fmt.Fprintln(os.Stderr, "usage: pgtr-bench            run (settings in BENCH_* variables; see bench/README.md)\n"+
-			"       pgtr-bench report FILE  print the table of a results file again (and put it in BENCH_README)")
+			"       pgtr-bench report FILE  print the table of a results file again (and put it in the READMEs BENCH_README names)")
 		os.Exit(2)
 	}
 	root, err := stack.RepoRoot()
@@ -244,7 +256,7 @@ type bench struct {
 	cfg         Config
 	root        string
 	s           *stack.Stack
-	k           *client // admin
+	k           *stack.Kube // admin
 	ctrlToken   string
 	real        bool // the real kube-apiserver tier (tests/realkube) instead of the fake
 	kubePID     int
@@ -253,9 +265,19 @@ type bench struct {
 	ctrl        *stack.Proc
 	ctrlSeq     int
 	metricsAddr string
+	withMetrics bool // --metrics-addr even with BENCH_METRICS=0 (a phase reads /metrics)
 	unmanaged   int
 	closeOnce   sync.Once
 	res         Results
+}
+
+// apiClient is the bench's client of the API server: HTTP/2 when the server
+// offers it, keep-alive, at most conns connections (a floor worker owns one, as
+// the controller's workers do); the admin certificate when bearer is empty, else
+// that token only; two minutes per request (pages of large lists).
+func apiClient(url, pkiDir, bearer string, conns int) (*stack.Kube, error) {
+	return stack.NewKubeWith(url, pkiDir, stack.KubeOptions{Bearer: bearer, HTTP2: true, Conns: conns,
+		Timeout: 2 * time.Minute})
 }
 
 func (b *bench) close() {
@@ -299,17 +321,11 @@ func (b *bench) setup() error {
 	if err != nil {
 		return err
 	}
-	if b.k, err = newClient(b.s.KubeURL, b.s.PKI, "", 8); err != nil {
+	if b.k, err = apiClient(b.s.KubeURL, b.s.PKI, "", 8); err != nil {
 		return err
 	}
-	kc, err := os.ReadFile(b.s.ControllerKubeconfig)
-	if err != nil {
+	if b.ctrlToken, err = b.s.ControllerToken(); err != nil {
 		return err
-	}
-	for _, l := range strings.Split(string(kc), "\n") {
-		if t, ok := strings.CutPrefix(strings.TrimSpace(l), "token: "); ok {
-			b.ctrlToken = t
-		}
 	}
 	if b.real {
 		b.kubePID = pidFile(filepath.Join(b.s.Dir, "kube-apiserver.pid"))
@@ -326,7 +342,7 @@ func (b *bench) setup() error {
 		if err := b.grantTokenRequests(); err != nil {
 			return err
 		}
-	} else if err := b.k.json("POST", "/_fake/config", "application/json", map[string]any{"bookmark_interval_ms": 60000}, nil); err != nil {
+	} else if err := b.k.JSON("POST", "/_fake/config", "application/json", map[string]any{"bookmark_interval_ms": 60000}, nil); err != nil {
 		// Bookmarks about once a minute, as a real API server sends them (the test stack
 		// asks for 2 s); applies to watches started from now on.
 		return err
@@ -359,20 +375,16 @@ func (b *bench) setup() error {
 				"subject": "system:serviceaccount:" + nsName(i) + ":" + saName, "audiences": []string{stack.Audience}}}})
 	}
 	cfg["apps"] = apps
-	ec, err := newClient(b.s.EntraURL, b.s.PKI, "", 1)
-	if err != nil {
-		return err
-	}
-	if err := ec.json("PUT", "/_fake/config", "application/json", cfg, nil); err != nil {
+	if err := b.s.EntraControl("PUT", "config", cfg, nil); err != nil {
 		return err
 	}
 	for i := 0; i < b.cfg.Namespaces; i++ {
-		if err := b.k.json("POST", "/api/v1/namespaces", "application/json", map[string]any{
+		if err := b.k.JSON("POST", "/api/v1/namespaces", "application/json", map[string]any{
 			"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": nsName(i)}}, nil); err != nil {
 			return err
 		}
 		if i < b.cfg.SAIdentities {
-			if err := b.k.json("POST", "/api/v1/namespaces/"+nsName(i)+"/serviceaccounts", "application/json",
+			if err := b.k.JSON("POST", "/api/v1/namespaces/"+nsName(i)+"/serviceaccounts", "application/json",
 				map[string]any{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": map[string]any{
 					"name": saName, "namespace": nsName(i),
 					"annotations": map[string]string{"azure.workload.identity/client-id": saClient(i)}}}, nil); err != nil {
@@ -387,6 +399,7 @@ func (b *bench) setup() error {
 type managedSecret struct {
 	NS, Name, User string
 	SA             bool
+	Port           int // 0: the stack's PostgreSQL
 }
 
 // layout spreads n Secrets over the namespaces; Secrets in the first SAIdentities
@@ -432,6 +445,9 @@ func (b *bench) annotations(s managedSecret) map[string]string {
 	if s.SA {
 		a["pgtoken.io/service-account"] = saName
 	}
+	if s.Port != 0 {
+		a["pgtoken.io/port"] = strconv.Itoa(s.Port)
+	}
 	return a
 }
 
@@ -472,7 +488,7 @@ func (b *bench) createManaged(l []managedSecret) error {
 	t := time.Now()
 	err := parallel(len(l), 16, func(i int) error {
 		s := l[i]
-		return b.k.json("POST", "/api/v1/namespaces/"+s.NS+"/secrets", "application/json", map[string]any{
+		return b.k.JSON("POST", "/api/v1/namespaces/"+s.NS+"/secrets", "application/json", map[string]any{
 			"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
 			"metadata": map[string]any{"name": s.Name, "namespace": s.NS,
 				"labels": map[string]string{managedLabel: "true"}, "annotations": b.annotations(s)},
@@ -485,10 +501,10 @@ func (b *bench) createManaged(l []managedSecret) error {
 // deleteManaged removes every managed Secret and the Events about them.
 func (b *bench) deleteManaged() error {
 	for i := 0; i < b.cfg.Namespaces; i++ {
-		if err := b.k.json("DELETE", "/api/v1/namespaces/"+nsName(i)+"/secrets?labelSelector="+url.QueryEscape(selector), "", nil, nil); err != nil {
+		if err := b.k.JSON("DELETE", "/api/v1/namespaces/"+nsName(i)+"/secrets?labelSelector="+url.QueryEscape(selector), "", nil, nil); err != nil {
 			return err
 		}
-		if err := b.k.json("DELETE", "/api/v1/namespaces/"+nsName(i)+"/events", "", nil, nil); err != nil {
+		if err := b.k.JSON("DELETE", "/api/v1/namespaces/"+nsName(i)+"/events", "", nil, nil); err != nil {
 			return err
 		}
 	}
@@ -509,7 +525,7 @@ func (b *bench) createUnmanaged(m int) error {
 	err := parallel(m-from, 32, func(i int) error {
 		i += from
 		ns := nsName(i % b.cfg.Namespaces)
-		return b.k.json("POST", "/api/v1/namespaces/"+ns+"/secrets", "application/json", map[string]any{
+		return b.k.JSON("POST", "/api/v1/namespaces/"+ns+"/secrets", "application/json", map[string]any{
 			"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
 			"metadata": map[string]any{"name": fmt.Sprintf("other-%06d", i), "namespace": ns,
 				"labels":      map[string]string{"app.kubernetes.io/name": "other", "pgtoken.io/managed": "false"},
@@ -543,7 +559,7 @@ type tracker struct {
 	cancel context.CancelFunc
 }
 
-func stateOf(s *secretObj) secState {
+func stateOf(s *stack.Secret) secState {
 	st := secState{hasValue: s.Data["password"] != "" && s.Data["DATABASE_URL"] != "",
 		expires: s.Metadata.Annotations["pgtoken.io/status.expires-at"]}
 	if t, err := time.Parse(time.RFC3339, s.Metadata.Annotations["pgtoken.io/status.issued-at"]); err == nil {
@@ -554,22 +570,22 @@ func stateOf(s *secretObj) secState {
 
 func (b *bench) startTracker(n int) (*tracker, error) {
 	tr := &tracker{st: map[string]secState{}, pred: func(secState) bool { return false }}
-	items, rv, err := b.k.listSecrets(selector, 500)
+	items, rv, err := b.k.ListSecrets(selector, 500)
 	if err != nil {
 		return nil, err
 	}
 	for i := range items {
 		tr.st[items[i].Metadata.Namespace+"/"+items[i].Metadata.Name] = stateOf(&items[i])
 	}
-	wc, err := newClient(b.s.KubeURL, b.s.PKI, "", 1)
+	wc, err := apiClient(b.s.KubeURL, b.s.PKI, "", 1)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	tr.cancel = func() { cancel(); wc.close() }
+	tr.cancel = func() { cancel(); wc.Close() }
 	watches := b.snap().api["watch\x00secrets\x00200"]
 	go func() {
-		err := wc.watchSecrets(ctx, selector, rv, func(s *secretObj) {
+		err := wc.WatchSecrets(ctx, selector, rv, func(s *stack.Secret) {
 			tr.update(s.Metadata.Namespace+"/"+s.Metadata.Name, stateOf(s))
 		})
 		if err != nil && ctx.Err() == nil {
@@ -636,6 +652,8 @@ type snapshot struct {
 	tokens   int            // fake Entra token endpoint requests
 	logins   int            // PostgreSQL "connection authorized" lines for bench roles
 	badLogin int
+	pgConns  int // PostgreSQL "connection received" lines over TCP: every login attempt that reached it
+	pgFatal  int // PostgreSQL FATAL lines: connections it refused (a login rejected, ...)
 	kube     cpuTimes
 	entra    cpuTimes
 	pg       cpuTimes
@@ -649,19 +667,16 @@ type statsRow struct {
 func (b *bench) snap() snapshot {
 	s := snapshot{at: time.Now(), api: map[string]int{}}
 	var st struct{ Requests []statsRow }
-	if err := b.k.json("GET", "/_fake/stats", "", nil, &st); err == nil {
+	if err := b.k.JSON("GET", "/_fake/stats", "", nil, &st); err == nil {
 		for _, r := range st.Requests {
 			s.api[fmt.Sprintf("%s\x00%s\x00%d", r.Verb, r.Resource, r.Code)] += r.Count
 		}
 	}
-	if ec, err := newClient(b.s.EntraURL, b.s.PKI, "", 1); err == nil {
-		var es struct {
-			Endpoints map[string]map[string]int `json:"endpoints"`
-		}
-		if err := ec.json("GET", "/_fake/stats", "", nil, &es); err == nil {
-			s.tokens = es.Endpoints["token"]["total"]
-		}
-		ec.close()
+	var es struct {
+		Endpoints map[string]map[string]int `json:"endpoints"`
+	}
+	if err := b.s.EntraControl("GET", "stats", nil, &es); err == nil {
+		s.tokens = es.Endpoints["token"]["total"]
 	}
 	if log, err := os.ReadFile(filepath.Join(b.s.Dir, "pg/postgres.log")); err == nil {
 		for _, l := range strings.Split(string(log), "\n") {
@@ -669,6 +684,12 @@ func (b *bench) snap() snapshot {
 				s.logins++
 			} else if strings.Contains(l, "authentication failed for user \"bench-") {
 				s.badLogin++
+			}
+			if strings.Contains(l, "connection received: host=") && !strings.Contains(l, "host=[local]") {
+				s.pgConns++
+			}
+			if strings.Contains(l, "FATAL:") {
+				s.pgFatal++
 			}
 		}
 	}
@@ -717,7 +738,7 @@ func (b *bench) startSampler(interval time.Duration) *sampler {
 		for {
 			var st struct{ Requests []statsRow }
 			n := 0
-			if err := b.k.json("GET", "/_fake/stats", "", nil, &st); err == nil {
+			if err := b.k.JSON("GET", "/_fake/stats", "", nil, &st); err == nil {
 				for _, r := range st.Requests {
 					if r.Verb == "patch" && r.Resource == "secrets" && r.Code == 200 {
 						n += r.Count
@@ -768,11 +789,10 @@ func (b *bench) startController(extra ...string) (*stack.Proc, error) {
 		args = append(args, base[i])
 	}
 	args = append(args, "--log-level", "info", "--workers", strconv.Itoa(b.cfg.Workers))
-	if b.cfg.Metrics {
+	if b.cfg.Metrics || b.withMetrics {
 		// As the chart runs it: /metrics, /healthz and /readyz on a port.
-		if l, err := net.Listen("tcp", "127.0.0.1:0"); err == nil {
-			b.metricsAddr = l.Addr().String()
-			l.Close()
+		if p := freePort(); p != 0 {
+			b.metricsAddr = fmt.Sprintf("127.0.0.1:%d", p)
 			args = append(args, "--metrics-addr", b.metricsAddr)
 		}
 	}
@@ -974,6 +994,7 @@ type Results struct {
 	ControllerSHA256  string    `json:"controller_sha256"`
 	Runs              []*Run    `json:"runs"`
 	Real              *RealRun  `json:"real_kube,omitempty"`
+	Fail              *FailCase `json:"failing_secrets,omitempty"`
 	Baseline          *Baseline `json:"baseline,omitempty"`
 	Targets           []Target  `json:"targets"`
 	DurationS         float64   `json:"bench_duration_s"`
@@ -996,13 +1017,18 @@ func (b *bench) run() {
 		}
 		r.Completed = true
 	}
+	if b.phase("fail") && len(b.cfg.N) > 0 {
+		n := b.cfg.FailN
+		if n == 0 {
+			n = b.cfg.N[len(b.cfg.N)-1]
+		}
+		b.failCase(n)
+	}
 	if b.phase("real") && len(b.cfg.N) > 0 {
 		b.realTier(b.cfg.N[len(b.cfg.N)-1])
 	}
 	b.res.DurationS = round3(time.Since(logStart).Seconds())
 }
-
-func stackRoot() (string, error) { return stack.RepoRoot() }
 
 // phase tells whether BENCH_PHASES (default: all) includes name.
 func (b *bench) phase(name string) bool {
@@ -1243,13 +1269,13 @@ func tailLines(s string, n int) string {
 // verify checks every value's presence through the API and logs in with a sample.
 func (b *bench) verify(l []managedSecret) (*Verify, error) {
 	v := &Verify{}
-	items, _, err := b.k.listSecrets(selector, 500)
+	items, _, err := b.k.ListSecrets(selector, 500)
 	if err != nil {
 		return nil, err
 	}
 	v.Listed = len(items)
 	now := time.Now()
-	byKey := map[string]*secretObj{}
+	byKey := map[string]*stack.Secret{}
 	for i := range items {
 		s := &items[i]
 		byKey[s.Metadata.Namespace+"/"+s.Metadata.Name] = s

@@ -9,9 +9,7 @@ package main
 // must be filled: one left empty fails the bench.
 
 import (
-	"bufio"
 	"fmt"
-	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -54,10 +52,10 @@ func (b *bench) grantTokenRequests() error {
 		"metadata": map[string]any{"name": name},
 		"roleRef":  map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
 		"subjects": []any{map[string]any{"kind": "ServiceAccount", "name": "pgtoken-rotator", "namespace": "pgtoken-system"}}}
-	if err := b.k.json("POST", "/apis/rbac.authorization.k8s.io/v1/clusterroles", "application/json", role, nil); err != nil {
+	if err := b.k.JSON("POST", "/apis/rbac.authorization.k8s.io/v1/clusterroles", "application/json", role, nil); err != nil {
 		return err
 	}
-	return b.k.json("POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", "application/json", bind, nil)
+	return b.k.JSON("POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", "application/json", bind, nil)
 }
 
 // realTier runs the real kube-apiserver tier for n managed Secrets; its outcome goes into
@@ -122,7 +120,7 @@ func (b *bench) realRun(rr *RealRun) error {
 		}
 	}
 	// What the API server holds, whatever the tracker saw.
-	items, _, err := b.k.listSecrets(selector, 500)
+	items, _, err := b.k.ListSecrets(selector, 500)
 	if err != nil {
 		return err
 	}
@@ -145,64 +143,28 @@ func (b *bench) realRun(rr *RealRun) error {
 	return coldErr
 }
 
-// scrapeRequests reads the controller's own count of API requests (by verb, and by HTTP
-// status for those that were not answered 2xx: "patch 409", "get error") and its
+// scrapeRequests reads the controller's own count of API requests (apiRequests) and its
 // resync_requeued_total from /metrics: a real API server is not asked for counts.
 func scrapeRequests(url string) (map[string]int, int, error) {
-	c := &http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Get(url)
+	samples, err := scrapeMetrics(url)
 	if err != nil {
 		return nil, 0, err
 	}
-	defer resp.Body.Close()
-	api, requeued := map[string]int{}, 0
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		f := strings.Fields(line)
-		if len(f) != 2 {
-			continue
-		}
-		v, err := strconv.ParseFloat(f[1], 64)
-		if err != nil {
-			continue
-		}
-		switch {
-		case strings.HasPrefix(f[0], "pgtoken_rotator_kube_api_requests_total{"):
-			labels := strings.TrimSuffix(strings.TrimPrefix(f[0], "pgtoken_rotator_kube_api_requests_total{"), "}")
-			verb, code := "", ""
-			for _, kv := range strings.Split(labels, ",") {
-				k, val, _ := strings.Cut(kv, "=")
-				val = strings.Trim(val, `"`)
-				if k == "verb" {
-					verb = val
-				} else if k == "code" {
-					code = val
-				}
-			}
-			if v > 0 {
-				key := verb
-				if !strings.HasPrefix(code, "2") { // 200, 201: the verb alone
-					key += " " + code
-				}
-				api[key] += int(v)
-			}
-		case f[0] == "pgtoken_rotator_resync_requeued_total":
-			requeued = int(v)
-		}
-	}
-	return api, requeued, sc.Err()
+	return apiRequests(samples), int(metricSum(samples, "pgtoken_rotator_resync_requeued_total")[""]), nil
 }
 
-// failures lists what makes the bench fail: an N that did not complete, and a real
-// kube-apiserver tier with an error or a managed Secret left unfilled.
+// failures lists what makes the bench fail: an N that did not complete, a failing-Secrets
+// case that could not be measured (an error, or a Secret that never reported the failure),
+// and a real kube-apiserver tier with an error or a managed Secret left unfilled.
 func (b *bench) failures() []string {
 	var out []string
 	for _, r := range b.res.Runs {
 		if r.Error != "" {
 			out = append(out, fmt.Sprintf("N=%d: %s", r.N, r.Error))
 		}
+	}
+	if fc := b.res.Fail; fc != nil && fc.Error != "" {
+		out = append(out, "failing Secrets: "+fc.Error)
 	}
 	if rr := b.res.Real; rr != nil {
 		if rr.Unfilled > 0 {

@@ -151,6 +151,12 @@ func (b *bench) evaluate() {
 		t = append(t, Target{"every managed Secret filled against a real kube-apiserver, none lost and found again by the resync",
 			rr.Error == "" && rr.Unfilled == 0 && rr.Listed == rr.N && rr.ResyncRequeued == 0, fig})
 	}
+	// 8. Secrets failing for one cause cost per cause
+	if fc := b.res.Fail; fc != nil {
+		if ft := fc.target(); ft != nil {
+			t = append(t, *ft)
+		}
+	}
 	b.res.Targets = t
 }
 
@@ -303,6 +309,7 @@ func (b *bench) table() string {
 	}
 
 	b.realTable(&w)
+	b.failTable(&w)
 
 	fmt.Fprintf(&w, "\nTargets:\n\n")
 	for _, t := range b.res.Targets {
@@ -320,7 +327,8 @@ func (b *bench) table() string {
 	return w.String()
 }
 
-// report re-renders a saved results file.
+// report re-renders a saved results file (left as it is) and puts the table into the
+// READMEs BENCH_README names (none by default; `make bench-readme` names both).
 func report(path string) error {
 	js, err := os.ReadFile(path)
 	if err != nil {
@@ -331,19 +339,11 @@ func report(path string) error {
 		return err
 	}
 	b.cfg = b.res.Config
-	b.cfg.Out = path
-	b.cfg.Readme = os.Getenv("BENCH_README")
-	if b.cfg.Readme == "-" {
-		b.cfg.Readme = ""
-	} else if b.cfg.Readme == "" {
-		if root, err := stackRoot(); err == nil {
-			b.cfg.Readme = filepath.Join(root, "bench/README.md") + " " + filepath.Join(root, "README.md")
-		}
-	}
+	b.cfg.Readme = readmes()
 	b.evaluate()
 	table := b.table()
 	fmt.Print(table)
-	return b.write(table)
+	return b.writeReadmes(table)
 }
 
 const (
@@ -351,7 +351,7 @@ const (
 	readmeEnd   = "<!-- bench:latest:end -->"
 )
 
-// write saves the JSON and puts the table into the README between the markers.
+// write saves the JSON and puts the table into the READMEs BENCH_README names.
 func (b *bench) write(table string) error {
 	if err := os.MkdirAll(filepath.Dir(b.cfg.Out), 0o755); err != nil {
 		return err
@@ -364,6 +364,11 @@ func (b *bench) write(table string) error {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "results: %s\n", b.cfg.Out)
+	return b.writeReadmes(table)
+}
+
+// writeReadmes puts the table into each README of BENCH_README between the markers.
+func (b *bench) writeReadmes(table string) error {
 	for _, readme := range strings.Fields(b.cfg.Readme) {
 		rd, err := os.ReadFile(readme)
 		if err != nil {

@@ -1,7 +1,9 @@
 package stack
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
@@ -9,19 +11,30 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 )
 
-// Kube is a small Kubernetes REST client for tests, authenticated as admin
-// by client certificate.
+// Kube is a small REST client for the stack's API server (and, with NoAuth, for
+// the fake Entra endpoint): one transport, made once, so that connections are
+// kept and reused (a TLS handshake per connection, not per request).
 type Kube struct {
 	URL    string
 	c      *http.Client
 	bearer string // when set, sent instead of the client certificate
-	noCert bool
+}
+
+// KubeOptions shape a Kube. The zero value is the admin client of the tests:
+// client certificate, HTTP/1.1, Go's default connection pool, 30 s per request.
+type KubeOptions struct {
+	Bearer  string        // authenticate with this token only (no client certificate)
+	NoAuth  bool          // neither certificate nor token (the fake Entra endpoint)
+	HTTP2   bool          // offer HTTP/2 (a TLS config of our own turns Go's default off)
+	Conns   int           // connections kept and opened at most to the server (0: Go's defaults)
+	Timeout time.Duration // per request, streams excluded (0: 30 s)
 }
 
 // Kube returns a client for the stack's API server.
@@ -31,36 +44,55 @@ func (s *Stack) Kube() (*Kube, error) {
 
 // NewKube makes a client trusting pkiDir/ca.crt and presenting admin.crt.
 func NewKube(url, pkiDir string) (*Kube, error) {
+	return NewKubeWith(url, pkiDir, KubeOptions{})
+}
+
+// NewKubeWith makes a client of base (https://host:port) trusting pkiDir/ca.crt,
+// authenticated as o says.
+func NewKubeWith(base, pkiDir string, o KubeOptions) (*Kube, error) {
 	ca, err := os.ReadFile(filepath.Join(pkiDir, "ca.crt"))
 	if err != nil {
 		return nil, err
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(ca)
-	cert, err := tls.LoadX509KeyPair(filepath.Join(pkiDir, "admin.crt"), filepath.Join(pkiDir, "admin.key"))
-	if err != nil {
-		return nil, err
+	tc := &tls.Config{RootCAs: pool}
+	if o.Bearer == "" && !o.NoAuth {
+		cert, err := tls.LoadX509KeyPair(filepath.Join(pkiDir, "admin.crt"), filepath.Join(pkiDir, "admin.key"))
+		if err != nil {
+			return nil, err
+		}
+		tc.Certificates = []tls.Certificate{cert}
 	}
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}}}
-	return &Kube{URL: url, c: &http.Client{Transport: tr, Timeout: 30 * time.Second}}, nil
+	tr := &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: o.HTTP2, IdleConnTimeout: 90 * time.Second}
+	if o.Conns > 0 {
+		tr.MaxConnsPerHost, tr.MaxIdleConnsPerHost = o.Conns, o.Conns
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 30 * time.Second
+	}
+	return &Kube{URL: strings.TrimRight(base, "/"), c: &http.Client{Transport: tr, Timeout: o.Timeout},
+		bearer: o.Bearer}, nil
 }
 
-// Do sends a request and returns the status and body.
-func (k *Kube) Do(method, path, contentType string, body any) (int, []byte, error) {
+// Close drops the kept connections.
+func (k *Kube) Close() { k.c.CloseIdleConnections() }
+
+func (k *Kube) request(ctx context.Context, method, path, contentType string, body any) (*http.Request, error) {
 	var rd io.Reader
 	if body != nil {
 		b, ok := body.([]byte)
 		if !ok {
 			var err error
 			if b, err = json.Marshal(body); err != nil {
-				return 0, nil, err
+				return nil, err
 			}
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequest(method, k.URL+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, k.URL+path, rd)
 	if err != nil {
-		return 0, nil, err
+		return nil, err
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
@@ -69,13 +101,17 @@ func (k *Kube) Do(method, path, contentType string, body any) (int, []byte, erro
 	if k.bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+k.bearer)
 	}
-	c := k.c
-	if k.noCert {
-		tr := k.c.Transport.(*http.Transport).Clone()
-		tr.TLSClientConfig.Certificates = nil
-		c = &http.Client{Transport: tr, Timeout: k.c.Timeout}
+	return req, nil
+}
+
+// Do sends a request and returns the status and body. A body that is not
+// []byte is sent as JSON.
+func (k *Kube) Do(method, path, contentType string, body any) (int, []byte, error) {
+	req, err := k.request(context.Background(), method, path, contentType, body)
+	if err != nil {
+		return 0, nil, err
 	}
-	resp, err := c.Do(req)
+	resp, err := k.c.Do(req)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -126,6 +162,92 @@ type Secret struct {
 func (s *Secret) Value(key string) string {
 	b, _ := base64.StdEncoding.DecodeString(s.Data[key])
 	return string(b)
+}
+
+// ListSecrets lists the Secrets of every namespace matching selector ("" for
+// all), page Secrets a request, and returns them with the list's resourceVersion.
+func (k *Kube) ListSecrets(selector string, page int) ([]Secret, string, error) {
+	var all []Secret
+	cont := ""
+	for {
+		q := url.Values{}
+		if selector != "" {
+			q.Set("labelSelector", selector)
+		}
+		q.Set("limit", fmt.Sprint(page))
+		if cont != "" {
+			q.Set("continue", cont)
+		}
+		var l struct {
+			Metadata struct{ ResourceVersion, Continue string }
+			Items    []Secret
+		}
+		if err := k.JSON("GET", "/api/v1/secrets?"+q.Encode(), "", nil, &l); err != nil {
+			return nil, "", err
+		}
+		all = append(all, l.Items...)
+		if l.Metadata.Continue == "" {
+			return all, l.Metadata.ResourceVersion, nil
+		}
+		cont = l.Metadata.Continue
+	}
+}
+
+// WatchSecrets streams the Secrets matching selector from resourceVersion rv
+// until ctx ends, calling fn for each ADDED or MODIFIED one; when the server
+// ends the stream it watches again from the last resourceVersion seen. An
+// ERROR event (410 Gone, ...) or a refused watch ends it with an error.
+func (k *Kube) WatchSecrets(ctx context.Context, selector, rv string, fn func(*Secret)) error {
+	stream := &http.Client{Transport: k.c.Transport} // no overall timeout on a stream
+	for ctx.Err() == nil {
+		q := url.Values{}
+		q.Set("labelSelector", selector)
+		q.Set("watch", "1")
+		q.Set("allowWatchBookmarks", "true")
+		q.Set("resourceVersion", rv)
+		q.Set("timeoutSeconds", "3600")
+		req, err := k.request(ctx, "GET", "/api/v1/secrets?"+q.Encode(), "", nil)
+		if err != nil {
+			return err
+		}
+		resp, err := stream.Do(req)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			time.Sleep(200 * time.Millisecond)
+			continue
+		}
+		if resp.StatusCode != 200 {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			return &APIError{Status: resp.StatusCode, Body: string(b), Method: "WATCH", Path: "/api/v1/secrets"}
+		}
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 1<<20), 16<<20)
+		for sc.Scan() {
+			var ev struct {
+				Type   string
+				Object json.RawMessage
+			}
+			var s Secret
+			if json.Unmarshal(sc.Bytes(), &ev) != nil || json.Unmarshal(ev.Object, &s) != nil {
+				continue
+			}
+			if s.Metadata.ResourceVersion != "" {
+				rv = s.Metadata.ResourceVersion
+			}
+			switch ev.Type {
+			case "ADDED", "MODIFIED":
+				fn(&s)
+			case "ERROR":
+				resp.Body.Close()
+				return fmt.Errorf("watch ERROR event: %s", ev.Object)
+			}
+		}
+		resp.Body.Close()
+	}
+	return nil
 }
 
 // EnsureNamespace creates ns if it does not exist.

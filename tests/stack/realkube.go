@@ -91,15 +91,21 @@ func (k *Kube) TokenRequest(ns, sa string, audiences []string, seconds int) (str
 // AsController returns a client that authenticates with the controller's own
 // kubeconfig token (for RBAC checks).
 func (s *Stack) AsController() (*Kube, error) {
-	k, err := NewKube(s.KubeURL, s.PKI)
+	tok, err := s.ControllerToken()
 	if err != nil {
 		return nil, err
 	}
+	return NewKubeWith(s.KubeURL, s.PKI, KubeOptions{Bearer: tok})
+}
+
+// ControllerToken is the bearer token of the controller's kubeconfig.
+func (s *Stack) ControllerToken() (string, error) {
 	b, err := os.ReadFile(s.ControllerKubeconfig)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
-	k.bearer = tokenFromKubeconfig(string(b))
-	k.noCert = true
-	return k, nil
+	if t := tokenFromKubeconfig(string(b)); t != "" {
+		return t, nil
+	}
+	return "", fmt.Errorf("%s holds no token", s.ControllerKubeconfig)
 }

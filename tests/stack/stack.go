@@ -7,15 +7,10 @@ package stack
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -65,6 +60,7 @@ type Stack struct {
 	procs                []*Proc
 	pgStarted            bool
 	realKube             bool
+	entra                *Kube  // Entra's client, made by the first call of Entra
 	Kubectl              string // kubectl for the real API server
 }
 
@@ -250,44 +246,29 @@ func (s *Stack) startEntra() error {
 // verified with the stack's CA, sending body as JSON (unless nil) and decoding
 // the answer into out (unless nil).
 func (s *Stack) EntraControl(method, path string, body, out any) error {
-	ca, err := os.ReadFile(filepath.Join(s.PKI, "ca.crt"))
+	c, err := s.Entra()
 	if err != nil {
 		return err
 	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(ca)
-	c := &http.Client{Timeout: 30 * time.Second,
-		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, s.EntraURL+"/_fake/"+path, rd)
-	if err != nil {
-		return err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode > 299 {
-		return fmt.Errorf("fake Entra control %s %s: %d %s", method, path, resp.StatusCode, b)
-	}
-	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			return fmt.Errorf("fake Entra control %s %s: %v", method, path, err)
-		}
+	if err := c.JSON(method, "/_fake/"+path, "application/json", body, out); err != nil {
+		return fmt.Errorf("fake Entra control: %w", err)
 	}
 	return nil
+}
+
+// Entra returns the stack's client for the fake Entra endpoint (no client
+// authentication: its token endpoint takes a form, its control API JSON).
+func (s *Stack) Entra() (*Kube, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.entra == nil {
+		c, err := NewKubeWith(s.EntraURL, s.PKI, KubeOptions{NoAuth: true})
+		if err != nil {
+			return nil, err
+		}
+		s.entra = c
+	}
+	return s.entra, nil
 }
 
 // writeFederatedToken writes what the kubelet projects for the controller's
@@ -451,6 +432,9 @@ func (s *Stack) Close() {
 	s.mu.Unlock()
 	for i := len(procs) - 1; i >= 0; i-- {
 		procs[i].Stop(10 * time.Second)
+	}
+	if s.entra != nil {
+		s.entra.Close()
 	}
 	if s.realKube {
 		exec.Command(filepath.Join(s.Root, "tests/realkube/stop.sh"), s.Dir).Run()
