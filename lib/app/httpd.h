@@ -1,5 +1,5 @@
 /* The operations listener: /metrics, /healthz and /readyz over plain HTTP,
- * served by libmicrohttpd on one internal thread.
+ * served by net/hsrv on one thread of its own.
  *
  *   GET /metrics  200, the registry in the Prometheus text format 0.0.4,
  *                 rendered a piece at a time as the client reads it (chunked,
@@ -9,12 +9,14 @@
  *                 (the start counts as one); else 500 naming its age
  *   GET /readyz   200 "ok" once ready() says so (the initial list is synced;
  *                 a standby replica in leader election is ready too); else 503
- *   HEAD works like GET; other methods are 405, other paths 404.
+ *   HEAD works like GET; other methods are 405, other paths 404. A query
+ *   string is ignored.
  *
  * Nothing secret is reachable: the bodies are the metrics (names, counts,
- * times) and fixed texts. Requests are capped by libmicrohttpd's connection
- * memory limit (32 KiB, headers included), a connection limit and an idle
- * timeout. Thread-safe: httpd_heartbeat may be called from any thread. */
+ * times) and fixed texts. Requests are capped as net/hsrv caps them: a 32 KiB
+ * head and no body, HTTPD_MAX_CONNECTIONS connections and an idle timeout of
+ * HTTPD_IDLE_TIMEOUT_S. Thread-safe: httpd_heartbeat may be called from any
+ * thread. */
 #ifndef PGTR_HTTPD_H
 #define PGTR_HTTPD_H
 
