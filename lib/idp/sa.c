@@ -7,6 +7,7 @@
 #include "base/err.h"
 #include "base/json.h"
 #include "base/mem.h"
+#include "kube/kpath.h"
 #include "base/banned.h"
 
 
@@ -16,16 +17,6 @@ struct idp_sa {
     char *ns, *name, *client_id, *token_url;
 };
 
-static void sa_path(struct buf *b, const char *ns, const char *name, const char *sub)
-{
-    buf_addstr(b, "/api/v1/namespaces/");
-    kube_query_escape(b, ns);
-    buf_addstr(b, "/serviceaccounts/");
-    kube_query_escape(b, name);
-    if (sub)
-        buf_addstr(b, sub);
-}
-
 int idp_sa_lookup(char **client_id, char **tenant_id, struct kube_conn *k, const char *ns,
                   const char *name)
 {
@@ -34,8 +25,8 @@ int idp_sa_lookup(char **client_id, char **tenant_id, struct kube_conn *k, const
     const char *cid, *tid;
     int rc;
 
-    sa_path(&path, ns, name, NULL);
-    rc = kube_call(&sa, k, "GET", path.ptr, NULL, NULL, 0);
+    if ((rc = kpath_add(&path, KPATH_CORE_V1, ns, "serviceaccounts", name, NULL)) == 0)
+        rc = kube_call(&sa, k, "GET", path.ptr, NULL, NULL, 0);
     buf_release(&path);
     if (rc == ERR_NOTFOUND)
         return err_set(ERR_NOTFOUND, "ServiceAccount %s/%s does not exist", ns, name);
@@ -66,8 +57,9 @@ static int request_token(struct sbuf **out, struct idp_sa *sa)
     const char *tok;
     int rc;
 
-    sa_path(&path, sa->ns, sa->name, "/token");
-    rc = kube_call(&resp, sa->conn, "POST", path.ptr, "application/json", body, sizeof(body) - 1);
+    if ((rc = kpath_add(&path, KPATH_CORE_V1, sa->ns, "serviceaccounts", sa->name, "token")) == 0)
+        rc = kube_call(&resp, sa->conn, "POST", path.ptr, "application/json", body,
+                       sizeof(body) - 1);
     buf_release(&path);
     if (rc == ERR_NOTFOUND)
         rc = err_set(ERR_INVALID, "ServiceAccount %s/%s does not exist", sa->ns, sa->name);

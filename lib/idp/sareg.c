@@ -8,6 +8,7 @@
 #include "base/mem.h"
 #include "base/strmap.h"
 #include "idp/sa.h"
+#include "kube/kpath.h"
 #include "base/banned.h"
 
 struct sa_entry {
@@ -60,14 +61,16 @@ void sareg_free(struct sareg *r)
 static int lookup(char **client_id, char **tenant_id, struct sareg *r, struct kube_conn *k,
                   const char *ns, const char *name)
 {
-    struct buf key = BUF_INIT(1024);
+    char key[KPATH_KEY_SIZE];
     struct sa_entry *e;
     int64_t now = clock_mono_ms();
-    int rc = 1;
+    int rc;
 
-    buf_addf(&key, "%s/%s", ns, name);
+    if ((rc = kpath_key_join(key, ns, name)) < 0)
+        return rc;
+    rc = 1;
     pthread_mutex_lock(&r->mu);
-    e = strmap_get(&r->sa, key.ptr);
+    e = strmap_get(&r->sa, key);
     if (e && now - e->fetched_ms < SAREG_CACHE_MS) {
         *client_id = xstrdup(e->client_id);
         *tenant_id = e->tenant_id ? xstrdup(e->tenant_id) : NULL;
@@ -75,21 +78,19 @@ static int lookup(char **client_id, char **tenant_id, struct sareg *r, struct ku
     }
     pthread_mutex_unlock(&r->mu);
     if (rc == 0 || (rc = idp_sa_lookup(client_id, tenant_id, k, ns, name)) < 0)
-        goto out;
+        return rc;
     e = xcalloc(1, sizeof(*e));
     e->fetched_ms = now;
     e->client_id = xstrdup(*client_id);
     e->tenant_id = *tenant_id ? xstrdup(*tenant_id) : NULL;
     pthread_mutex_lock(&r->mu);
-    if (r->sa.len >= SAREG_CACHE_MAX && !strmap_has(&r->sa, key.ptr))
+    if (r->sa.len >= SAREG_CACHE_MAX && !strmap_has(&r->sa, key))
         strmap_clear(&r->sa, sa_entry_free);
-    e = strmap_put(&r->sa, key.ptr, e); /* the previous entry, if any */
+    e = strmap_put(&r->sa, key, e); /* the previous entry, if any */
     pthread_mutex_unlock(&r->mu);
     if (e)
         sa_entry_free(e);
-out:
-    buf_release(&key);
-    return rc;
+    return 0;
 }
 
 int sareg_get(struct idp **out, struct sareg *r, struct kube_conn *k, const char *ns,

@@ -16,6 +16,8 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "base/oatab.h"
+#include "base/slab.h"
+#include "kube/kpath.h"
 #include "base/banned.h"
 
 #define EVENT_MESSAGE_MAX 1024
@@ -36,6 +38,21 @@ struct last_event {
     char rnd[EVENT_NAME_RND]; /* not terminated */
     char key[];        /* "namespace/name" */
 };
+
+/* An entry lives as long as its Secret, so it comes from a slab, not from the malloc
+ * heap, where it would pin the pages of the short-lived garbage allocated around it. */
+static struct slab last_events = SLAB_INIT;
+
+static size_t last_size(size_t key_len)
+{
+    return sizeof(struct last_event) + key_len + 1;
+}
+
+static void last_free(struct last_event *l)
+{
+    if (l)
+        slab_free(&last_events, l, last_size(strlen(l->key)));
+}
 
 struct event_recorder {
     char *component;
@@ -102,7 +119,7 @@ void event_recorder_free(struct event_recorder *r)
     if (!r)
         return;
     for (size_t i = 0; i < r->last.cap; i++)
-        free(r->last.slots[i]);
+        last_free(r->last.slots[i]);
     oatab_release(&r->last);
     pthread_mutex_destroy(&r->mu);
     free(r->component);
@@ -112,14 +129,15 @@ void event_recorder_free(struct event_recorder *r)
 
 void event_forget(struct event_recorder *r, const char *ns, const char *name)
 {
-    struct buf key = BUF_INIT(1024);
+    char key[KPATH_KEY_SIZE];
+    struct last_event *l;
 
-    buf_addf(&key, "%s/%s", ns, name);
+    if (kpath_key_join(key, ns, name) < 0)
+        return; /* no Secret has that name: nothing was recorded under it */
     pthread_mutex_lock(&r->mu);
-    struct last_event *l = last_del(r, buf_str(&key));
+    l = last_del(r, key);
     pthread_mutex_unlock(&r->mu);
-    free(l);
-    buf_release(&key);
+    last_free(l);
 }
 
 /* A new struct last_event for key, whose Event will be named "<secret>.<16 random
@@ -129,8 +147,9 @@ static struct last_event *last_new(const char *key)
     unsigned char rnd[EVENT_NAME_RND / 2];
     static const char hex[] = "0123456789abcdef";
     size_t len = strlen(key);
-    struct last_event *l = xcalloc(1, sizeof(*l) + len + 1);
+    struct last_event *l = slab_alloc(&last_events, last_size(len));
 
+    memset(l, 0, sizeof(*l)); /* the slab's memory is not zeroed */
     if (RAND_bytes(rnd, sizeof(rnd)) != 1)
         memset(rnd, 0, sizeof(rnd));
     for (size_t i = 0; i < sizeof(rnd); i++) {
@@ -193,15 +212,10 @@ static int send_event(struct kube_conn *k, const char *ns, const char *name, cJS
         buf_release(&path);
         return err_set(ERR_INVALID, "an Event in namespace %s could not be serialised", ns);
     }
-    buf_addstr(&path, "/api/v1/namespaces/");
-    kube_query_escape(&path, ns);
-    buf_addstr(&path, "/events");
-    if (patch) {
-        buf_addch(&path, '/');
-        kube_query_escape(&path, name);
-    }
-    rc = kube_call(NULL, k, patch ? "PATCH" : "POST", path.ptr,
-                   patch ? "application/merge-patch+json" : "application/json", body, strlen(body));
+    if ((rc = kpath_add(&path, KPATH_CORE_V1, ns, "events", patch ? name : NULL, NULL)) == 0)
+        rc = kube_call(NULL, k, patch ? "PATCH" : "POST", path.ptr,
+                       patch ? "application/merge-patch+json" : "application/json", body,
+                       strlen(body));
     free(body);
     buf_release(&path);
     return rc;
@@ -210,7 +224,7 @@ static int send_event(struct kube_conn *k, const char *ns, const char *name, cJS
 void event_record(struct event_recorder *r, struct kube_conn *k, const struct kube_secret *s,
                   enum event_type type, const char *reason, const char *message)
 {
-    struct buf key = BUF_INIT(1024);
+    char key[KPATH_KEY_SIZE];
     struct last_event *l;
     int64_t now = clock_wall_s();
     char msg[EVENT_MESSAGE_MAX];
@@ -222,9 +236,9 @@ void event_record(struct event_recorder *r, struct kube_conn *k, const struct ku
 
     snprintf(msg, sizeof(msg), "%s", message);
     what = what_hash(reason, msg);
-    buf_addf(&key, "%s/%s", s->ns, s->name);
+    (void)kpath_key_join(key, s->ns, s->name); /* cannot fail for a Secret */
     pthread_mutex_lock(&r->mu);
-    l = last_get(r, key.ptr);
+    l = last_get(r, key);
     /* No time limit, as client-go's event logger: a repeat bumps the Event while it
      * exists; once the API server's event TTL (1 h by default) removed it, the PATCH
      * gets 404 and a new one is created below. Rotations every half hour aggregate. */
@@ -235,14 +249,13 @@ void event_record(struct event_recorder *r, struct kube_conn *k, const struct ku
         if (now - l->sent_s < EVENT_REPEAT_MIN_S) {
             /* counted; the next bump sent carries it */
             pthread_mutex_unlock(&r->mu);
-            buf_release(&key);
             return;
         }
         l->sent_s = now;
     } else {
         if (l)
-            free(last_del(r, key.ptr));
-        l = last_new(key.ptr);
+            last_free(last_del(r, key));
+        l = last_new(key);
         l->what = what;
         l->first_s = l->last_s = l->sent_s = now;
         l->count = 1;
@@ -258,5 +271,4 @@ void event_record(struct event_recorder *r, struct kube_conn *k, const struct ku
         log_warn("event_not_recorded", LOG_STR("namespace", s->ns), LOG_STR("secret", s->name),
                  LOG_STR("reason", reason), LOG_ERR(rc));
     cJSON_Delete(ev);
-    buf_release(&key);
 }

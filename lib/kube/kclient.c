@@ -7,7 +7,6 @@
 #include "base/err.h"
 #include "base/json.h"
 #include "base/mem.h"
-#include "base/urlenc.h"
 #include "base/banned.h"
 
 #define KUBE_DEFAULT_MAX_OBJECT (16u << 20)
@@ -84,11 +83,6 @@ void kube_conn_free(struct kube_conn *k)
         return;
     http_client_free(k->http);
     free(k);
-}
-
-int kube_query_escape(struct buf *b, const char *s)
-{
-    return url_encode(b, s, strlen(s));
 }
 
 /* The reason apimachinery gives a status code, for replies that carry no

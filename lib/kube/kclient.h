@@ -77,7 +77,4 @@ int kube_call(cJSON **out, struct kube_conn *k, const char *method, const char *
 int kube_watch(struct kube_conn *k, const char *path, http_line_fn on_line, void *ctx,
                const atomic_bool *stop, long idle_timeout_s);
 
-/* Appends s percent-encoded for a query value. */
-int kube_query_escape(struct buf *b, const char *s);
-
 #endif

@@ -17,6 +17,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "base/sleep.h"
+#include "kube/kpath.h"
 #include "base/banned.h"
 
 #define LEASE_PATH_MAX 1024
@@ -112,13 +113,11 @@ int lease_elector_new(struct lease_elector **out, struct kube_client *kc,
                        "than %.1f x the retry period (%ldms)", deadline, LEASE_JITTER_FACTOR, retry);
     if (!o->on_started_leading || !o->on_stopped_leading)
         return err_set(ERR_INVALID, "leader election: both callbacks are required");
-    rc |= buf_addstr(&path, "/apis/coordination.k8s.io/v1/namespaces/");
-    rc |= kube_query_escape(&path, o->ns);
-    rc |= buf_addstr(&path, "/leases");
     e = xcalloc(1, sizeof(*e));
+    rc |= kpath_add(&path, KPATH_COORDINATION_V1, o->ns, "leases", NULL, NULL);
     e->coll_path = xstrdup(buf_str(&path));
-    rc |= buf_addch(&path, '/');
-    rc |= kube_query_escape(&path, o->name);
+    buf_reset(&path);
+    rc |= kpath_add(&path, KPATH_COORDINATION_V1, o->ns, "leases", o->name, NULL);
     e->path = xstrdup(buf_str(&path));
     buf_release(&path);
     e->kc = kc;

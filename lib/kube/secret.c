@@ -9,11 +9,21 @@
 #include "base/json.h"
 #include "base/mem.h"
 #include "base/sbuf.h"
+#include "base/slab.h"
 #include "base/banned.h"
+
+/* The cached Secrets live for as long as the Secret does, and a new copy replaces
+ * the old on every watch event. From the malloc heap, they were allocated all
+ * through the cold start among the workers' short-lived JSON trees, whose holes
+ * then stayed resident around them (at 10,000 Secrets, 2.5 of the heap's 10.3
+ * resident MB were free). On pages of their own, a freed copy's slot goes to the
+ * next copy of that size, and the garbage's holes are the heap's to reuse. */
+static struct slab secret_slab = SLAB_INIT;
 
 void kube_secret_free(struct kube_secret *s)
 {
-    free(s);
+    if (s)
+        slab_free(&secret_slab, s, s->size);
 }
 
 static bool kept(const struct kube_secret_keep *keep, const char *name)
@@ -63,12 +73,12 @@ static bool dns1123(const char *s, size_t max, bool dots)
 
 int kube_secret_check_ref(const char *ns, const char *name)
 {
-    if (!dns1123(ns, KUBE_SECRET_NAMESPACE_MAX, false))
+    if (!dns1123(ns, KPATH_NS_MAX, false))
         return err_set(ERR_PARSE, "metadata.namespace is not a DNS-1123 label of at most %d "
-                       "bytes", KUBE_SECRET_NAMESPACE_MAX);
-    if (!dns1123(name, KUBE_SECRET_NAME_MAX, true))
+                       "bytes", KPATH_NS_MAX);
+    if (!dns1123(name, KPATH_NAME_MAX, true))
         return err_set(ERR_PARSE, "metadata.name is not a DNS-1123 subdomain of at most %d "
-                       "bytes", KUBE_SECRET_NAME_MAX);
+                       "bytes", KPATH_NAME_MAX);
     return 0;
 }
 
@@ -112,7 +122,7 @@ int kube_secret_from_json_keep(struct kube_secret **out, const cJSON *obj,
     if (size > KUBE_SECRET_KEPT_MAX || nann > UINT16_MAX)
         return err_set(ERR_PARSE, "Secret %s/%s: over %u bytes of names and annotations", ns,
                        name, KUBE_SECRET_KEPT_MAX);
-    s = xmalloc(sizeof(*s) + size);
+    s = slab_alloc(&secret_slab, sizeof(*s) + size);
     memset(s, 0, sizeof(*s));
     s->size = (uint32_t)(sizeof(*s) + size);
     s->nann = (uint16_t)nann;
@@ -164,7 +174,7 @@ static const char *rebase(const char *ptr, const struct kube_secret *from, struc
 
 struct kube_secret *kube_secret_dup(const struct kube_secret *s)
 {
-    struct kube_secret *d = xmalloc(s->size);
+    struct kube_secret *d = slab_alloc(&secret_slab, s->size);
 
     memcpy(d, s, s->size);
     d->ns = rebase(s->ns, s, d);
@@ -254,8 +264,9 @@ const char *kube_secret_key_fp(const struct kube_secret *s, const char *key)
 
 char *kube_secret_key(const struct kube_secret *s)
 {
-    struct buf b = BUF_INIT(1024);
+    char key[KPATH_KEY_SIZE];
 
-    buf_addf(&b, "%s/%s", s->ns, s->name);
-    return buf_detach(&b, NULL);
+    /* Cannot fail: a struct kube_secret passed kube_secret_check_ref. */
+    (void)kpath_key_join(key, s->ns, s->name);
+    return xstrdup(key);
 }

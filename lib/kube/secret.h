@@ -3,7 +3,9 @@
  * itself, so the cache holds nothing secret and stays small.
  *
  * A struct kube_secret is one allocation: the struct and, behind it, its
- * strings packed end to end (the pointers below point into it). Annotations
+ * strings packed end to end (the pointers below point into it). It comes from
+ * the Secrets' own pages (base/slab.h), not the malloc heap: free it with
+ * kube_secret_free only, from any thread. Annotations
  * can be filtered when the Secret is read (struct kube_secret_keep): only the
  * names under one prefix, less some that nobody reads, are kept, and the
  * prefix itself is not stored. With 10,000 Secrets in the cache this is a few
@@ -17,9 +19,9 @@
 
 #include <cJSON.h>
 
-#define KUBE_SECRET_NAMESPACE_MAX 63 /* bytes: a DNS-1123 label */
-#define KUBE_SECRET_NAME_MAX 253     /* bytes: a DNS-1123 subdomain */
-#define KUBE_SECRET_FP_LEN 16        /* hex characters of a value's fingerprint */
+#include "kube/kpath.h"
+
+#define KUBE_SECRET_FP_LEN 16 /* hex characters of a value's fingerprint */
 /* Cap on what one Secret keeps (names, versions, kept annotations, key names): the API
  * server allows 256 KiB of annotations and 1 MiB of data, so this only stops nonsense. */
 #define KUBE_SECRET_KEPT_MAX (1u << 20)
@@ -48,10 +50,10 @@ struct kube_secret {
     char blob[];
 };
 
-/* 0 when ns is a DNS-1123 label and name a DNS-1123 subdomain, as the API server
- * requires of every Secret; else ERR_PARSE naming the field (not its value). The
- * "namespace/name" keys of the store and the work queue rely on it: neither part is
- * empty or holds a '/', so a key names one Secret and splits back into it. */
+/* 0 when ns is a DNS-1123 label (at most KPATH_NS_MAX bytes) and name a DNS-1123
+ * subdomain (at most KPATH_NAME_MAX), as the API server requires of every Secret;
+ * else ERR_PARSE naming the field (not its value). The "namespace/name" keys of the
+ * store and the work queue (kube/kpath.h) rely on it: every Secret has a valid key. */
 int kube_secret_check_ref(const char *ns, const char *name);
 
 /* Reads a Secret object (as the API returns it), keeping every annotation.
@@ -64,6 +66,7 @@ int kube_secret_from_json(struct kube_secret **out, const cJSON *obj);
  * only strings) or what is kept is over KUBE_SECRET_KEPT_MAX. */
 int kube_secret_from_json_keep(struct kube_secret **out, const cJSON *obj,
                                const struct kube_secret_keep *keep);
+/* Frees s (NULL: nothing), wiping its bytes. */
 void kube_secret_free(struct kube_secret *s);
 /* A deep copy (one allocation, one memcpy). */
 struct kube_secret *kube_secret_dup(const struct kube_secret *s);
@@ -84,7 +87,7 @@ cJSON *kube_secret_annotations_json(const struct kube_secret *s);
 const char *kube_secret_key_fp(const struct kube_secret *s, const char *key);
 /* The i-th data key (i < s->nkeys) and its fingerprint, in the object's order. */
 const char *kube_secret_key_at(const struct kube_secret *s, size_t i, const char **fp);
-/* "namespace/name" into out (a new string). */
+/* The Secret's "namespace/name" key (kube/kpath.h), as a new string (free it). */
 char *kube_secret_key(const struct kube_secret *s);
 
 #endif

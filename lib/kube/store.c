@@ -2,7 +2,6 @@
 
 #include <pthread.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,6 +10,7 @@
 #include "base/hash.h"
 #include "base/mem.h"
 #include "base/oatab.h"
+#include "kube/kpath.h"
 #include "base/banned.h"
 
 #define STALE 1 /* kube_secret.store_mark: not seen by the relist in progress */
@@ -23,24 +23,18 @@ struct store {
     struct oatab t; /* struct kube_secret */
 };
 
-/* A key as the table is asked for it: "ns/name" split in place. */
-struct skey {
-    const char *ns;
-    size_t ns_len;
-    const char *name;
-};
-
-static uint64_t hash_parts(const char *ns, size_t ns_len, const char *name)
+/* The table is asked with a struct kpath_key: a key string split into its parts. */
+static uint64_t hash_parts(const char *ns, const char *name)
 {
-    return hash_fold(fnv1a_str(fnv1a_bytes(fnv1a_bytes(FNV1A_INIT, ns, ns_len), "/", 1), name));
+    return hash_fold(fnv1a_str(fnv1a_bytes(fnv1a_str(FNV1A_INIT, ns), "/", 1), name));
 }
 
 static uint64_t key_hash(const void *key, void *ctx)
 {
-    const struct skey *k = key;
+    const struct kpath_key *k = key;
 
     (void)ctx;
-    return hash_parts(k->ns, k->ns_len, k->name);
+    return hash_parts(k->ns, k->name);
 }
 
 static uint64_t entry_hash(const void *e, void *ctx)
@@ -48,39 +42,26 @@ static uint64_t entry_hash(const void *e, void *ctx)
     const struct kube_secret *s = e;
 
     (void)ctx;
-    return hash_parts(s->ns, strlen(s->ns), s->name);
+    return hash_parts(s->ns, s->name);
 }
 
 static bool entry_matches(const void *e, const void *key, void *ctx)
 {
     const struct kube_secret *s = e;
-    const struct skey *k = key;
+    const struct kpath_key *k = key;
 
     (void)ctx;
-    return !strncmp(s->ns, k->ns, k->ns_len) && s->ns[k->ns_len] == '\0' && !strcmp(s->name, k->name);
+    return !strcmp(s->ns, k->ns) && !strcmp(s->name, k->name);
 }
 
 static const struct oatab_type secret_type = { key_hash, entry_hash, entry_matches };
 
-/* Splits "ns/name" (the namespace has no '/'); false when there is no '/'. */
-static bool split_key(struct skey *out, const char *key)
-{
-    const char *slash = strchr(key, '/');
-
-    if (!slash)
-        return false;
-    out->ns = key;
-    out->ns_len = (size_t)(slash - key);
-    out->name = slash + 1;
-    return true;
-}
-
-/* The Secret under key, or NULL (also for a key without '/'). */
+/* The Secret under key, or NULL (also for a key that is not "namespace/name"). */
 static struct kube_secret *lookup(const struct store *st, const char *key)
 {
-    struct skey k;
+    struct kpath_key k;
 
-    return split_key(&k, key) ? oatab_get(&st->t, &secret_type, NULL, &k) : NULL;
+    return kpath_key_split(&k, key) == 0 ? oatab_get(&st->t, &secret_type, NULL, &k) : NULL;
 }
 
 struct store *store_new(void)
@@ -104,11 +85,15 @@ void store_free(struct store *st)
 
 bool store_upsert(struct store *st, struct kube_secret *s)
 {
-    struct skey k = { s->ns, strlen(s->ns), s->name };
+    struct kpath_key k;
     struct kube_secret *old;
     size_t i;
     bool changed = true;
 
+    if (kpath_key_set(&k, s->ns, s->name) < 0) {
+        kube_secret_free(s); /* cannot happen: a Secret passed kube_secret_check_ref */
+        return false;
+    }
     s->store_mark = 0;
     s->store_due_ms = clock_mono_ms();
     pthread_mutex_lock(&st->mu);
@@ -140,7 +125,7 @@ void store_set_due(struct store *st, const char *key, int64_t due_ms)
 size_t store_each_due(struct store *st, int64_t before_ms,
                       void (*fn)(void *ctx, const char *key), void *ctx)
 {
-    char key[KUBE_SECRET_NAMESPACE_MAX + 1 + KUBE_SECRET_NAME_MAX + 1];
+    char key[KPATH_KEY_SIZE];
     size_t n = 0;
 
     pthread_mutex_lock(&st->mu);
@@ -149,10 +134,8 @@ size_t store_each_due(struct store *st, int64_t before_ms,
         if (!s || s->store_due_ms > before_ms)
             continue;
         n++;
-        if (fn) {
-            snprintf(key, sizeof(key), "%s/%s", s->ns, s->name);
+        if (fn && kpath_key_join(key, s->ns, s->name) == 0)
             fn(ctx, key);
-        }
     }
     pthread_mutex_unlock(&st->mu);
     return n;
@@ -161,9 +144,9 @@ size_t store_each_due(struct store *st, int64_t before_ms,
 bool store_delete(struct store *st, const char *key)
 {
     struct kube_secret *gone = NULL;
-    struct skey k;
+    struct kpath_key k;
 
-    if (!split_key(&k, key))
+    if (kpath_key_split(&k, key) < 0)
         return false;
     pthread_mutex_lock(&st->mu);
     gone = oatab_del(&st->t, &secret_type, NULL, &k);

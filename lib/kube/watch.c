@@ -17,6 +17,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "base/sleep.h"
+#include "kube/kpath.h"
 #include "base/banned.h"
 
 #define WATCH_PATH_MAX 4096
@@ -39,22 +40,15 @@ struct watch_state {
 /* Secrets a relist names in the log, one line each; a summary line gives the count. */
 #define WATCH_FOUND_LOGGED 20
 
+/* The Secrets of o->ns (all namespaces when NULL) with the label selector. */
 static int base_path(struct buf *b, const struct watch_opts *o)
 {
+    int rc;
+
     buf_init(b, WATCH_PATH_MAX);
-    if (o->ns) {
-        buf_addstr(b, "/api/v1/namespaces/");
-        kube_query_escape(b, o->ns);
-        buf_addstr(b, "/secrets?");
-    } else {
-        buf_addstr(b, "/api/v1/secrets?");
-    }
-    if (o->label_selector) {
-        buf_addstr(b, "labelSelector=");
-        kube_query_escape(b, o->label_selector);
-        buf_addch(b, '&');
-    }
-    return 0;
+    if ((rc = kpath_add(b, KPATH_CORE_V1, o->ns, "secrets", NULL, NULL)) == 0 && o->label_selector)
+        rc = kpath_add_query(b, "labelSelector", o->label_selector);
+    return rc;
 }
 
 /* Caches one object. A malformed one is skipped (with its error left in err_msg) and
@@ -137,13 +131,10 @@ static int list_all(struct watch_state *w)
         const cJSON *items, *item;
         const char *c = NULL;
         size_t bad = 0;
-        base_path(&path, w->o);
-        buf_addf(&path, "limit=%d", w->o->page_size);
-        if (*cont) {
-            buf_addstr(&path, "&continue=");
-            kube_query_escape(&path, cont);
-        }
-        rc = kube_call(&list, w->k, "GET", path.ptr, NULL, NULL, 0);
+        if ((rc = base_path(&path, w->o)) == 0 &&
+            (rc = kpath_add_query_i64(&path, "limit", w->o->page_size)) == 0 &&
+            (!*cont || (rc = kpath_add_query(&path, "continue", cont)) == 0))
+            rc = kube_call(&list, w->k, "GET", path.ptr, NULL, NULL, 0);
         buf_release(&path);
         if (rc < 0)
             return rc;
@@ -206,9 +197,8 @@ static int on_event(void *ctx, const char *line, size_t len)
         /* The same checks as an upsert's: a key names one Secret or none. */
         if (ns && name && kube_secret_check_ref(ns, name) == 0 &&
             json_str(meta, "resourceVersion")) {
-            char key[KUBE_SECRET_NAMESPACE_MAX + 1 + KUBE_SECRET_NAME_MAX + 1];
-            snprintf(key, sizeof(key), "%s/%s", ns, name);
-            if (store_delete(w->st, key))
+            char key[KPATH_KEY_SIZE];
+            if (kpath_key_join(key, ns, name) == 0 && store_delete(w->st, key))
                 on_removed(w, key);
         }
         set_rv(w, obj);
@@ -253,11 +243,11 @@ static int watch_once(struct watch_state *w, int64_t relist_at_ms)
         if (left_s < timeout)
             timeout = left_s < 1 ? 1 : (long)left_s;
     }
-    base_path(&path, w->o);
-    buf_addstr(&path, "watch=1&allowWatchBookmarks=true&resourceVersion=");
-    kube_query_escape(&path, w->rv);
-    buf_addf(&path, "&timeoutSeconds=%ld", timeout);
-    rc = kube_watch(w->k, path.ptr, on_event, w, w->stop, w->o->idle_timeout_s);
+    if ((rc = base_path(&path, w->o)) == 0 && (rc = kpath_add_query(&path, "watch", "1")) == 0 &&
+        (rc = kpath_add_query(&path, "allowWatchBookmarks", "true")) == 0 &&
+        (rc = kpath_add_query(&path, "resourceVersion", w->rv)) == 0 &&
+        (rc = kpath_add_query_i64(&path, "timeoutSeconds", timeout)) == 0)
+        rc = kube_watch(w->k, path.ptr, on_event, w, w->stop, w->o->idle_timeout_s);
     buf_release(&path);
     return rc;
 }

@@ -1,11 +1,10 @@
 #include "rot/liveio.h"
 
-#include <string.h>
-
 #include "base/backoff.h"
 #include "base/buf.h"
 #include "base/clock.h"
 #include "base/err.h"
+#include "kube/kpath.h"
 #include "base/banned.h"
 
 /* The Retry-After of the call that just returned rc, read before anything else
@@ -79,15 +78,6 @@ static int check(struct pg_check_result *out, void *ctx, const struct pg_target 
     return rc;
 }
 
-/* "/api/v1/namespaces/NS/secrets/NAME" */
-static void secret_path(struct buf *b, const struct kube_secret *s)
-{
-    buf_addstr(b, "/api/v1/namespaces/");
-    kube_query_escape(b, s->ns);
-    buf_addstr(b, "/secrets/");
-    kube_query_escape(b, s->name);
-}
-
 static int patch(int64_t *retry_after_ms, void *ctx, const struct kube_secret *s,
                  const struct sbuf *body)
 {
@@ -95,10 +85,12 @@ static int patch(int64_t *retry_after_ms, void *ctx, const struct kube_secret *s
     struct buf path = BUF_INIT(2048);
     int rc;
 
-    secret_path(&path, s);
-    rc = kube_call(NULL, l->k, "PATCH", path.ptr, "application/merge-patch+json",
-                   sbuf_expose(body), sbuf_len(body));
-    *retry_after_ms = retry_after_of(rc);
+    *retry_after_ms = 0;
+    if ((rc = kpath_add(&path, KPATH_CORE_V1, s->ns, "secrets", s->name, NULL)) == 0) {
+        rc = kube_call(NULL, l->k, "PATCH", path.ptr, "application/merge-patch+json",
+                       sbuf_expose(body), sbuf_len(body));
+        *retry_after_ms = retry_after_of(rc);
+    }
     buf_release(&path);
     return rc;
 }
@@ -111,14 +103,13 @@ static int restart(void *ctx, const struct kube_secret *s, const struct spec_res
     struct buf path = BUF_INIT(2048), body = BUF_INIT(512);
     int rc;
 
-    buf_addstr(&path, "/apis/apps/v1/namespaces/");
-    kube_query_escape(&path, s->ns);
-    buf_addf(&path, "/%s/", r->kind == SPEC_RESTART_DEPLOYMENT ? "deployments" : "statefulsets");
-    kube_query_escape(&path, r->name);
     buf_addf(&body, "{\"spec\":{\"template\":{\"metadata\":{\"annotations\":{"
                     "\"kubectl.kubernetes.io/restartedAt\":\"%s\"}}}}}", at);
-    rc = kube_call(NULL, l->k, "PATCH", path.ptr, "application/strategic-merge-patch+json",
-                   body.ptr, body.len);
+    if ((rc = kpath_add(&path, KPATH_APPS_V1, s->ns,
+                        r->kind == SPEC_RESTART_DEPLOYMENT ? "deployments" : "statefulsets",
+                        r->name, NULL)) == 0)
+        rc = kube_call(NULL, l->k, "PATCH", path.ptr, "application/strategic-merge-patch+json",
+                       body.ptr, body.len);
     buf_release(&path);
     buf_release(&body);
     return rc;
@@ -134,14 +125,10 @@ static void event(void *ctx, const struct kube_secret *s, enum event_type type, 
 
 void liveio_forget(const struct liveio_deps *d, const char *key)
 {
-    const char *slash = strchr(key, '/');
-    char ns[256];
+    struct kpath_key k;
 
-    if (slash && (size_t)(slash - key) < sizeof(ns)) {
-        memcpy(ns, key, (size_t)(slash - key));
-        ns[slash - key] = '\0';
-        event_forget(d->events, ns, slash + 1);
-    }
+    if (kpath_key_split(&k, key) == 0)
+        event_forget(d->events, k.ns, k.name);
 }
 
 static void forget(void *ctx, const char *key)

@@ -5,9 +5,11 @@
 
 #include <cJSON.h>
 
+#include "base/buf.h"
 #include "base/err.h"
 #include "base/json.h"
 #include "base/sbuf.h"
+#include "base/slab.h"
 #include "kube/secret.h"
 
 /* "cGFzcw==" is "pass"; "dXJs" is "url". */
@@ -156,11 +158,42 @@ static void test_compact_size(void)
     T_RC(rc, 0);
     if (!s)
         return;
-    printf("# one cached Secret: %u bytes in one allocation\n", s->size);
+    printf("# one cached Secret: %u bytes in one allocation, a %zu-byte slab slot\n", s->size,
+           slab_class_size(s->size));
     T_CHECK(s->size <= 416);
+    T_CHECK(slab_class_size(s->size) <= 416);
     T_EQ_STR(kube_secret_annotation(s, "pgtoken.io/status.spec-hash"), "0123456789abcdef");
     T_CHECK(kube_secret_annotation(s, "pgtoken.io/status.rotated-at") == NULL);
     kube_secret_free(s);
+}
+
+/* A Secret larger than the slab's largest class (malloc's) is read, copied and
+ * freed the same way; so is NULL. */
+static void test_large_secret(void)
+{
+    enum { VALUE = SLAB_MAX + 500 };
+    struct buf json = BUF_INIT(1u << 16);
+    struct kube_secret *s, *d;
+    int rc;
+
+    buf_addstr(&json, "{\"metadata\":{\"namespace\":\"ns\",\"name\":\"big\","
+                      "\"resourceVersion\":\"1\",\"annotations\":{\"pgtoken.io/host\":\"");
+    for (int i = 0; i < VALUE; i++)
+        buf_addstr(&json, "h");
+    buf_addstr(&json, "\"}},\"data\":{\"password\":\"cGFzcw==\"}}");
+    s = read_secret(buf_str(&json), &keep, &rc);
+    buf_release(&json);
+    T_RC(rc, 0);
+    if (!s)
+        return;
+    T_CHECK(s->size > SLAB_MAX);
+    T_EQ_INT(slab_class_size(s->size), 0);
+    d = kube_secret_dup(s);
+    kube_secret_free(s);
+    T_EQ_INT(strlen(kube_secret_annotation(d, "pgtoken.io/host")), VALUE);
+    T_EQ_STR(d->name, "big");
+    kube_secret_free(d);
+    kube_secret_free(NULL);
 }
 
 static void test_errors(void)
@@ -236,6 +269,7 @@ int main(void)
     T_RUN(test_round_trip_all);
     T_RUN(test_keep_filter_and_dup);
     T_RUN(test_compact_size);
+    T_RUN(test_large_secret);
     T_RUN(test_errors);
     T_RUN(test_refs);
     return t_done();

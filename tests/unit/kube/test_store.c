@@ -1,5 +1,7 @@
 #include "t.h"
 
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -174,10 +176,81 @@ static void test_due(void)
     store_free(st);
 }
 
+/* The controller's threads at once: a watch thread replacing every cached Secret
+ * with a new copy and deleting some, while workers take copies and free them. The
+ * copies are whole; every Secret ends up freed (ASan's leak check; the slab counts
+ * under the paged build). */
+enum { RACE_SECRETS = 200, RACE_ROUNDS = 15, RACE_WORKERS = 3 };
+
+struct race {
+    struct store *st;
+    int done;
+    int bad;
+};
+
+static void *race_watch(void *arg)
+{
+    struct race *r = arg;
+    char name[32], rv[32];
+
+    for (int round = 1; round <= RACE_ROUNDS; round++)
+        for (int i = 0; i < RACE_SECRETS; i++) {
+            snprintf(name, sizeof(name), "s-%d", i);
+            snprintf(rv, sizeof(rv), "%d", round);
+            if (i % 7 == round % 7) {
+                char key[64];
+                snprintf(key, sizeof(key), "race/%s", name);
+                store_delete(r->st, key);
+            } else {
+                store_upsert(r->st, secret("race", name, rv));
+            }
+        }
+    __atomic_store_n(&r->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static void *race_worker(void *arg)
+{
+    struct race *r = arg;
+    unsigned seed = (unsigned)(uintptr_t)&seed;
+    char key[64], host[64];
+
+    while (!__atomic_load_n(&r->done, __ATOMIC_ACQUIRE)) {
+        struct kube_secret *s = NULL;
+        seed = seed * 1103515245u + 12345u;
+        snprintf(key, sizeof(key), "race/s-%u", (seed >> 8) % RACE_SECRETS);
+        if (store_get(&s, r->st, key) < 0)
+            continue; /* deleted, or not there yet */
+        snprintf(host, sizeof(host), "h-%s", s->name);
+        if (strcmp(s->ns, "race") || strcmp(key + 5, s->name) ||
+            strcmp(kube_secret_annotation(s, "pgtoken.io/host") ?: "", host))
+            __atomic_add_fetch(&r->bad, 1, __ATOMIC_RELAXED);
+        kube_secret_free(s);
+    }
+    return NULL;
+}
+
+static void test_threads(void)
+{
+    struct race r = { store_new(), 0, 0 };
+    pthread_t watch, workers[RACE_WORKERS];
+
+    for (int i = 0; i < RACE_WORKERS; i++)
+        T_RC(pthread_create(&workers[i], NULL, race_worker, &r), 0);
+    T_RC(pthread_create(&watch, NULL, race_watch, &r), 0);
+    T_RC(pthread_join(watch, NULL), 0);
+    for (int i = 0; i < RACE_WORKERS; i++)
+        T_RC(pthread_join(workers[i], NULL), 0);
+    T_EQ_INT(r.bad, 0);
+    T_EQ_INT(store_len(r.st), RACE_SECRETS - RACE_SECRETS / 7 - 1); /* round 15: i % 7 == 1 */
+    store_free(r.st);
+}
+
 int main(void)
 {
     T_RUN(test_upsert_get_delete);
     T_RUN(test_many_mark_sweep);
     T_RUN(test_due);
+    T_RUN(test_threads);
     return t_done();
 }
