@@ -8,10 +8,10 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 
 #include "base/err.h"
 #include "base/mem.h"
+#include "base/sha256.h"
 #include "base/banned.h"
 
 struct sbuf {
@@ -155,14 +155,5 @@ void sbuf_rtrim(struct sbuf *s)
 
 void sbuf_fingerprint(char out[17], const struct sbuf *s)
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    static const char hex[] = "0123456789abcdef";
-
-    EVP_Digest(s->ptr, s->len, md, &mdlen, EVP_sha256(), NULL);
-    for (int i = 0; i < 8; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 15];
-    }
-    out[16] = '\0';
+    sha256_fp(out, s->ptr, s->len);
 }

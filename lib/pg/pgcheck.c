@@ -5,16 +5,16 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 
 #include "base/clock.h"
 #include "base/err.h"
 #include "base/mem.h"
 #include "base/sbuf.h"
+#include "base/sha256.h"
 #include "base/banned.h"
 
 struct key {
-    unsigned char token_sha256[32];
+    unsigned char token_sha256[SHA256_LEN];
     int port;
     const char *host, *database, *user, *sslmode, *ca_file;
 };
@@ -66,11 +66,8 @@ static int64_t real_now(void *arg)
 static void key_view(struct key *k, const struct pg_target *t, const struct login_params *e,
                      const struct sbuf *token)
 {
-    unsigned int md_len = 0;
-
     memset(k, 0, sizeof(*k));
-    EVP_Digest(sbuf_expose(token), sbuf_len(token), k->token_sha256, &md_len, EVP_sha256(),
-               NULL);
+    sha256(k->token_sha256, sbuf_expose(token), sbuf_len(token));
     k->port = t->port;
     k->host = t->host;
     k->database = t->database;

@@ -7,11 +7,11 @@
 #include <string.h>
 #include <strings.h>
 
-#include <openssl/evp.h>
 
 #include "base/buf.h"
 #include "base/err.h"
 #include "base/mem.h"
+#include "base/sha256.h"
 #include "kube/secret.h"
 #include "base/banned.h"
 
@@ -861,10 +861,7 @@ static void hash_field(struct buf *b, const char *s)
 
 void spec_hash(char out[17], const struct spec *s)
 {
-    static const char hex[] = "0123456789abcdef";
     struct buf b = BUF_INIT(SIZE_MAX);
-    unsigned char md[EVP_MAX_MD_SIZE] = { 0 };
-    unsigned int md_len = 0;
 
     hash_field(&b, "pgtoken-spec-v1");
     hash_field(&b, s->host ? s->host : "");
@@ -880,12 +877,7 @@ void spec_hash(char out[17], const struct spec *s)
         if (s->outputs[i].escape != SPEC_ESCAPE_NONE) /* absent when none: older hashes hold */
             buf_addf(&b, "e%d;", (int)s->outputs[i].escape);
     }
-    EVP_Digest(b.ptr, b.len, md, &md_len, EVP_sha256(), NULL);
-    for (int i = 0; i < 8; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 15];
-    }
-    out[16] = '\0';
+    sha256_fp(out, b.ptr, b.len);
     buf_release(&b);
 }
 
