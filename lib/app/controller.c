@@ -475,13 +475,16 @@ static void *worker_main(void *arg)
         int64_t due = res.requeue_after_ms > 0 ? clock_mono_ms() + res.requeue_after_ms
                                                : STORE_DUE_NEVER;
         store_set_due(c->store, key, due);
-        queue_done(c->queue, key);
+        /* The backoff is recorded before the key is released: a change that arrived
+         * meanwhile hands it out again at once, maybe to another worker, which must
+         * see this failure counted and its wait in force. */
         if (res.reset_backoff)
             queue_backoff_reset(c->queue, key);
         if (res.backoff)
             queue_add_rate_limited(c->queue, key, due != STORE_DUE_NEVER ? due : clock_mono_ms(),
                                    res.spec_hash);
-        else if (due != STORE_DUE_NEVER)
+        queue_done(c->queue, key);
+        if (!res.backoff && due != STORE_DUE_NEVER)
             queue_add_at(c->queue, key, due);
         free(key);
     }
