@@ -16,7 +16,6 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "base/oatab.h"
-#include "base/slab.h"
 #include "kube/kpath.h"
 #include "base/banned.h"
 
@@ -38,21 +37,6 @@ struct last_event {
     char rnd[EVENT_NAME_RND]; /* not terminated */
     char key[];        /* "namespace/name" */
 };
-
-/* An entry lives as long as its Secret, so it comes from a slab, not from the malloc
- * heap, where it would pin the pages of the short-lived garbage allocated around it. */
-static struct slab last_events = SLAB_INIT;
-
-static size_t last_size(size_t key_len)
-{
-    return sizeof(struct last_event) + key_len + 1;
-}
-
-static void last_free(struct last_event *l)
-{
-    if (l)
-        slab_free(&last_events, l, last_size(strlen(l->key)));
-}
 
 struct event_recorder {
     char *component;
@@ -119,7 +103,7 @@ void event_recorder_free(struct event_recorder *r)
     if (!r)
         return;
     for (size_t i = 0; i < r->last.cap; i++)
-        last_free(r->last.slots[i]);
+        free(r->last.slots[i]);
     oatab_release(&r->last);
     pthread_mutex_destroy(&r->mu);
     free(r->component);
@@ -137,7 +121,7 @@ void event_forget(struct event_recorder *r, const char *ns, const char *name)
     pthread_mutex_lock(&r->mu);
     l = last_del(r, key);
     pthread_mutex_unlock(&r->mu);
-    last_free(l);
+    free(l);
 }
 
 /* A new struct last_event for key, whose Event will be named "<secret>.<16 random
@@ -147,9 +131,8 @@ static struct last_event *last_new(const char *key)
     unsigned char rnd[EVENT_NAME_RND / 2];
     static const char hex[] = "0123456789abcdef";
     size_t len = strlen(key);
-    struct last_event *l = slab_alloc(&last_events, last_size(len));
+    struct last_event *l = xcalloc(1, sizeof(*l) + len + 1);
 
-    memset(l, 0, sizeof(*l)); /* the slab's memory is not zeroed */
     if (RAND_bytes(rnd, sizeof(rnd)) != 1)
         memset(rnd, 0, sizeof(rnd));
     for (size_t i = 0; i < sizeof(rnd); i++) {
@@ -254,7 +237,7 @@ void event_record(struct event_recorder *r, struct kube_conn *k, const struct ku
         l->sent_s = now;
     } else {
         if (l)
-            last_free(last_del(r, key));
+            free(last_del(r, key));
         l = last_new(key);
         l->what = what;
         l->first_s = l->last_s = l->sent_s = now;

@@ -11,13 +11,49 @@
 #include "base/hash.h"
 #include "base/mem.h"
 #include "base/oatab.h"
+#include "base/slab.h"
 #include "base/strmap.h"
 #include "base/banned.h"
 
+/* A waiting key lives as long as its timer (until the next rotation: most of the
+ * time, for every Secret), so it is not malloc'd, where it would pin the pages of the
+ * short-lived garbage allocated around it: a short key is kept in the timer itself
+ * (in the heap array: no allocation of its own), a longer one in a slab (whose
+ * smallest slot, 128 bytes, would be most of the cost of a short key). The ready
+ * ring's keys stay malloc'd: they are short-lived and queue_get hands them to the
+ * caller, who frees them. */
+#define TIMER_KEY_SHORT 32 /* bytes, the NUL included: a timer is 48 bytes */
+
 struct timer {
     int64_t due_ms;
-    char *key;
+    char *long_key;                 /* from timer_keys, or NULL: the key is short_key */
+    char short_key[TIMER_KEY_SHORT];
 };
+
+static struct slab timer_keys = SLAB_INIT;
+
+static const char *timer_key(const struct timer *t)
+{
+    return t->long_key ? t->long_key : t->short_key;
+}
+
+static void timer_set_key(struct timer *t, const char *key)
+{
+    size_t size = strlen(key) + 1;
+
+    t->long_key = NULL;
+    if (size <= sizeof(t->short_key))
+        memcpy(t->short_key, key, size);
+    else
+        t->long_key = memcpy(slab_alloc(&timer_keys, size), key, size);
+}
+
+static void timer_release(struct timer *t)
+{
+    if (t->long_key)
+        slab_free(&timer_keys, t->long_key, strlen(t->long_key) + 1);
+    t->long_key = NULL;
+}
 
 struct queue {
     pthread_mutex_t mu;
@@ -31,7 +67,7 @@ struct queue {
     size_t nheap, capheap;
     /* Where each waiting key is in the heap: a table (base/oatab.h) of heap
      * positions + 1, read through the heap's own copy of the key, so a waiting
-     * Secret costs one key, one timer and a slot of table. */
+     * Secret costs one timer (with its key, when short) and a slot of table. */
     struct oatab pos;
     struct strmap backoff;  /* key -> struct queue_backoff: keys failing in a row */
     bool shutdown;
@@ -58,7 +94,7 @@ void queue_free(struct queue *q)
         free(q->ready[(q->head + i) % q->cap]);
     free(q->ready);
     for (size_t i = 0; i < q->nheap; i++)
-        free(q->heap[i].key);
+        timer_release(&q->heap[i]);
     free(q->heap);
     oatab_release(&q->pos);
     strmap_clear(&q->queued, NULL);
@@ -113,7 +149,7 @@ static const char *pos_key(const void *e, void *ctx)
 {
     const struct queue *q = ctx;
 
-    return q->heap[(uintptr_t)e - 1].key;
+    return timer_key(&q->heap[(uintptr_t)e - 1]);
 }
 
 static uint64_t pos_hash(const void *e, void *ctx)
@@ -147,7 +183,7 @@ static long pos_of(struct queue *q, const char *key)
 /* The table slot of heap[i]'s key (which is in the table). */
 static size_t pos_slot(struct queue *q, size_t i)
 {
-    return oatab_slot(&q->pos, &pos_type, q, q->heap[i].key);
+    return oatab_slot(&q->pos, &pos_type, q, timer_key(&q->heap[i]));
 }
 
 static void heap_swap(struct queue *q, size_t i, size_t j)
@@ -188,13 +224,14 @@ static void heap_down(struct queue *q, size_t i)
     }
 }
 
-/* Takes heap[i] out of the heap and the table; returns its key (the caller's). */
-static char *heap_remove(struct queue *q, size_t i)
+/* Takes heap[i] out of the heap and the table into *out (the caller's: release it
+ * with timer_release). */
+static void heap_remove(struct timer *out, struct queue *q, size_t i)
 {
-    char *key = q->heap[i].key;
     size_t last = q->nheap - 1;
 
-    (void)oatab_del(&q->pos, &pos_type, q, key);
+    (void)oatab_del(&q->pos, &pos_type, q, timer_key(&q->heap[i]));
+    *out = q->heap[i];
     if (i != last) {
         /* heap[last]'s entry (last + 1) is found through heap[last], still in place */
         size_t slot = pos_slot(q, last);
@@ -206,7 +243,15 @@ static char *heap_remove(struct queue *q, size_t i)
         heap_down(q, i);
         heap_up(q, i);
     }
-    return key;
+}
+
+/* Takes heap[i] out and releases it. */
+static void heap_drop(struct queue *q, size_t i)
+{
+    struct timer t;
+
+    heap_remove(&t, q, i);
+    timer_release(&t);
 }
 
 void queue_add_after(struct queue *q, const char *key, int64_t delay_ms)
@@ -236,7 +281,7 @@ void queue_add_at(struct queue *q, const char *key, int64_t due)
     } else {
         XGROW(q->heap, q->capheap, q->nheap + 1);
         q->heap[q->nheap].due_ms = due;
-        q->heap[q->nheap].key = xstrdup(key);
+        timer_set_key(&q->heap[q->nheap], key);
         oatab_put(&q->pos, &pos_type, q, pos_entry(q->nheap));
         heap_up(q, q->nheap++);
     }
@@ -249,9 +294,11 @@ out:
 static void fire_timers(struct queue *q, int64_t now)
 {
     while (q->nheap && q->heap[0].due_ms <= now) {
-        char *key = heap_remove(q, 0);
-        push_ready(q, key);
-        free(key);
+        struct timer t;
+
+        heap_remove(&t, q, 0);
+        push_ready(q, timer_key(&t));
+        timer_release(&t);
     }
 }
 
@@ -266,7 +313,7 @@ bool queue_ensure(struct queue *q, const char *key)
     if ((at = pos_of(q, key)) >= 0) {
         if (q->heap[at].due_ms <= clock_mono_ms())
             goto out; /* the next queue_get fires it */
-        free(heap_remove(q, (size_t)at));
+        heap_drop(q, (size_t)at);
     }
     lost = true;
     push_ready(q, key);
@@ -281,7 +328,7 @@ void queue_forget(struct queue *q, const char *key)
 
     pthread_mutex_lock(&q->mu);
     if ((at = pos_of(q, key)) >= 0)
-        free(heap_remove(q, (size_t)at));
+        heap_drop(q, (size_t)at);
     strmap_del(&q->dirty, key);
     strmap_del(&q->queued, key);
     free(strmap_del(&q->backoff, key));

@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "base/clock.h"
@@ -140,6 +141,42 @@ static void test_many_timers(void)
     queue_free(q);
 }
 
+/* Waiting keys of every length a Secret's key can have (a short one is kept in its
+ * timer, a longer one in a slab slot of its size): forgotten, made ready, or left for
+ * queue_free, each released once and with the size it was made with (a wrong size
+ * aborts; under ASan, a leak fails). */
+static void test_timer_key_sizes(void)
+{
+    struct queue *q = queue_new();
+    enum { N = 317 }; /* "ns/name" lengths 1 .. 316 */
+    char key[N + 1], *k;
+    int ready = 0;
+
+    for (int round = 0; round < 2; round++) {
+        for (int len = 1; len < N; len++) {
+            memset(key, 'a' + len % 26, (size_t)len);
+            key[len] = '\0';
+            queue_add_after(q, key, 3600000);
+        }
+        T_EQ_INT(queue_delayed(q), N - 1);
+        for (int len = 1; len < N; len++) {
+            memset(key, 'a' + len % 26, (size_t)len);
+            key[len] = '\0';
+            if (len % 3 == 0)
+                queue_forget(q, key);
+            else if (len % 3 == 1 && queue_ensure(q, key))
+                ready++;
+        }
+        T_EQ_INT(queue_delayed(q), N - 1 - (N - 1) / 3 - (N + 1) / 3);
+        while (queue_len(q) && queue_get(q, &k)) {
+            queue_done(q, k);
+            free(k);
+        }
+    }
+    T_EQ_INT(ready, 2 * ((N + 1) / 3));
+    queue_free(q); /* the ones still waiting */
+}
+
 /* queue_ensure: what a resync does with a key past its planned time. */
 static void test_ensure(void)
 {
@@ -220,6 +257,7 @@ int main(void)
     T_RUN(test_forget);
     T_RUN(test_shutdown_wakes);
     T_RUN(test_many_timers);
+    T_RUN(test_timer_key_sizes);
     T_RUN(test_ensure);
     T_RUN(test_rate_limited);
     return t_done();
