@@ -383,16 +383,6 @@ void queue_backoff_reset(struct queue *q, const char *key)
     pthread_mutex_unlock(&q->mu);
 }
 
-size_t queue_backing_off(struct queue *q)
-{
-    size_t n;
-
-    pthread_mutex_lock(&q->mu);
-    n = q->backoff.len;
-    pthread_mutex_unlock(&q->mu);
-    return n;
-}
-
 bool queue_get(struct queue *q, char **out)
 {
     pthread_mutex_lock(&q->mu);

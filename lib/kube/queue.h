@@ -53,8 +53,6 @@ void queue_add_rate_limited(struct queue *q, const char *key, int64_t due_ms, co
 bool queue_backoff(struct queue *q, const char *key, struct queue_backoff *out);
 /* Ends key's backoff (a success, or a state no retry can fix). */
 void queue_backoff_reset(struct queue *q, const char *key);
-/* Keys backing off (for metrics and tests). */
-size_t queue_backing_off(struct queue *q);
 
 /* Blocks until a key is ready; *out is a new string (free it) and the key is
  * marked in progress. Returns false once the queue is shut down. */

@@ -112,7 +112,7 @@ static int build_patch(struct sbuf **out, const struct kube_secret *s, const str
     struct sbuf *b = sbuf_new(PATCH_MAX);
     bool first = true, bad = false;
 
-        bad |= sbuf_addstr(b, "{\"metadata\":{\"resourceVersion\":") < 0;
+    bad |= sbuf_addstr(b, "{\"metadata\":{\"resourceVersion\":") < 0;
     bad |= sb_quote(b, s->rv) < 0;
     bad |= sbuf_addstr(b, ",\"annotations\":{") < 0;
     bad |= sb_annotation(b, &first, STATUS_ISSUED_AT, ps->issued_at) < 0;
