@@ -24,7 +24,7 @@ FROM ${BUILD_IMAGE} AS build
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         build-essential pkg-config ca-certificates \
-        libcurl4-openssl-dev libcjson-dev libyaml-dev libssl-dev libpq-dev \
+        libcjson-dev libyaml-dev libssl-dev libpq-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Only what the build reads (.dockerignore keeps the rest out).
@@ -52,8 +52,8 @@ LABEL org.opencontainers.image.title="pgtoken-rotator" \
       org.opencontainers.image.source="https://github.com/pgtoken-rotator/pgtoken-rotator" \
       org.opencontainers.image.licenses="Apache-2.0"
 
-# GnuTLS is in the process only because libcurl's LDAP and RTMP libraries link it; TLS is
-# OpenSSL's. Its library constructor would initialise it anyway (0.7 MB of RSS for nothing).
+# GnuTLS is in the process only because libpq's libldap links it; TLS is OpenSSL's.
+# Its library constructor would initialise it anyway (0.7 MB of RSS for nothing).
 ENV GNUTLS_NO_IMPLICIT_INIT=1
 
 # Numeric, so that Kubernetes' runAsNonRoot can verify it.

@@ -11,7 +11,7 @@
 CC ?= cc
 PKG_CONFIG ?= pkg-config
 PREFIX ?= /usr/local
-PKGS := libcurl libcjson yaml-0.1 openssl libpq
+PKGS := libcjson yaml-0.1 openssl libpq
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 GIT_REV := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 

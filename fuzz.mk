@@ -21,7 +21,7 @@ FUZZ_OUT := build/fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 3
 FUZZ_JOBS ?= 2
-FUZZ_PKGS := libcurl libcjson yaml-0.1 openssl libpq
+FUZZ_PKGS := libcjson yaml-0.1 openssl libpq
 
 FUZZ_NAMES := $(patsubst tests/fuzz/fuzz_%.c,%,$(sort $(wildcard tests/fuzz/fuzz_*.c)))
 FUZZ_BINS := $(FUZZ_NAMES:%=$(FUZZ_OUT)/bin/fuzz_%)

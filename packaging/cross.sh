@@ -46,7 +46,7 @@ mkdir -p "$out"
 log=$out/cross-apt.log
 
 # --- packages ----------------------------------------------------------------------
-libs="libcurl4-openssl-dev libcjson-dev libyaml-dev libssl-dev"
+libs="libcjson-dev libyaml-dev libssl-dev"
 pkgs=()
 qemu=qemu-${triplet%%-*}-static # what runs the binaries here (tests/suites/cross-arm64.sh)
 if [ "$arch" != "$host" ]; then

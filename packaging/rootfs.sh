@@ -24,8 +24,8 @@
 #     with getent in this rootfs). The runtime (kubelet, podman, Docker) mounts
 #     /etc/hosts and /etc/resolv.conf. gconv modules: only for charsets other than
 #     ASCII and UTF-8 (built in). libgcc_s.so.1, which glibc dlopens for
-#     pthread_exit and pthread_cancel: neither the controller nor libcurl or
-#     libpq calls them; libldap's thread pool does, and a client never starts
+#     pthread_exit and pthread_cancel: neither the controller nor libpq calls
+#     them; libldap's thread pool does, and a client never starts
 #     it.
 #   OpenSSL 3: no openssl.cnf is the defaults (Debian's file only comments on the
 #     default provider, which loads implicitly; security level 2 is built in).
@@ -35,16 +35,16 @@
 #     .pgpass may be absent; it looks up the home directory with getpwuid
 #     (hence the passwd entry for 65532).
 #   libsasl2 plugins (via libldap) load only for an LDAP SASL bind, p11-kit
-#     modules (via GnuTLS, from librtmp and libldap) only for PKCS#11 use.
-#   libcurl: the CA bundle is named by the config or is its compiled default,
-#     /etc/ssl/certs/ca-certificates.crt.
+#     modules (via GnuTLS, from libldap) only for PKCS#11 use.
+#   The controller's HTTP client (lib/net/http.c): the CA bundle is named by
+#     the config or is /etc/ssl/certs/ca-certificates.crt.
 #
 # With SOURCE_DATE_EPOCH set, every file, directory and symlink gets that mtime.
 # Modes: directories 0755, /tmp 1777, files keep theirs without group/other write.
 #
 # Needs: readelf and strip (binutils; ARCH's cross binutils, e.g.
 # binutils-aarch64-linux-gnu, for a foreign ARCH), ARCH's libraries installed
-# (multiarch, e.g. libcurl4:arm64), and qemu-user-static for a foreign ARCH.
+# (multiarch, e.g. libpq5:arm64), and qemu-user-static for a foreign ARCH.
 # Exit status: 0 done; 1 failed (a line says why); 2 usage.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)

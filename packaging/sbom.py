@@ -25,7 +25,7 @@ def owner(path, arch):
     for p in (path, real, real.replace("/usr/lib/", "/lib/", 1), real.replace("/lib/", "/usr/lib/", 1)):
         r = subprocess.run(["dpkg-query", "-S", p], capture_output=True, text=True)
         if r.returncode == 0:
-            # "libcurl4:arm64: /usr/lib/aarch64-linux-gnu/libcurl.so.4.8.0"
+            # "libpq5:arm64: /usr/lib/aarch64-linux-gnu/libpq.so.5.15"
             name = r.stdout.splitlines()[0].split(": ", 1)[0].split(",")[0].split(":")[0].strip()
             v = subprocess.run(["dpkg-query", "-W", "-f=${Version}", f"{name}:{arch}"],
                                capture_output=True, text=True)

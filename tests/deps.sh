@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 
 pkgs=(
   build-essential pkg-config git ca-certificates curl unzip
-  libcurl4-openssl-dev libcjson-dev libyaml-dev libssl-dev libpq-dev    # the controller
+  libcjson-dev libyaml-dev libssl-dev libpq-dev    # the controller
   libpam0g-dev postgresql-15 postgresql-client-15 postgresql-contrib    # token-validating PostgreSQL
   clang clang-tidy cppcheck libclang-rt-14-dev                           # lint, fuzzing
   python3 python3-venv                                                   # the Azure SDK and client suites

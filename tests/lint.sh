@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 env_line=$(tests/deps.sh --env)
 eval "$env_line"
 flags=(-std=c17 -D_GNU_SOURCE -Ilib '-DPGTR_VERSION="lint"' '-DPGTR_GIT_REV="lint"')
-for p in $(pkg-config --cflags libcurl libcjson yaml-0.1 openssl libpq); do flags+=("$p"); done
+for p in $(pkg-config --cflags libcjson yaml-0.1 openssl libpq); do flags+=("$p"); done
 srcs=$(ls lib/*/*.c cmd/pgtoken-rotator/*.c)
 rc=0
 echo "clang-tidy"

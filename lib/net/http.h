@@ -1,6 +1,17 @@
-/* HTTP client over libcurl. One struct http_client is one connection cache
- * (a curl easy handle): use one per thread; keep-alive is reused across calls.
- * TLS is verified unless the loudly named insecure flag is set.
+/* HTTP/1.1 client over OpenSSL. One struct http_client keeps one connection
+ * (keep-alive, reused across calls while it goes to the same host and port):
+ * use one per thread. TLS 1.2 or later is verified (the CA, the server's name or
+ * IP address) unless the loudly named insecure flag is set; ALPN offers only
+ * http/1.1. The system's CA bundle is /etc/ssl/certs/ca-certificates.crt unless
+ * SSL_CERT_FILE or SSL_CERT_DIR say otherwise.
+ *
+ * Proxies come from the environment when the client is made, as curl and Go
+ * read them: https:// URLs go through a CONNECT tunnel to https_proxy (or
+ * HTTPS_PROXY, all_proxy, ALL_PROXY), http:// URLs to http_proxy (or
+ * HTTP_PROXY, all_proxy, ALL_PROXY) in absolute form, except for hosts that
+ * no_proxy (or NO_PROXY) covers: "*", names and their subdomains (".svc" or
+ * "svc"), IP addresses and CIDR blocks. Only http:// proxies without
+ * credentials are supported (ERR_INVALID from http_client_new otherwise).
  *
  * Bodies of responses are kept in a capped buffer and wiped on release, since
  * token endpoints put tokens in them. Bearer credentials are given as a
@@ -36,7 +47,9 @@ struct http_opts {
 
 struct http_client;
 
-/* 0: *out is ready; ERR_INVALID if curl cannot take the options. */
+/* 0: *out is ready; ERR_INVALID for a proxy setting that cannot be used. The
+ * TLS material is copied; it is read at the first https request (a CA,
+ * certificate or key that cannot be used is then that request's ERR_TLS). */
 int http_client_new(struct http_client **out, const struct http_opts *opts);
 void http_client_free(struct http_client *c);
 
@@ -75,8 +88,9 @@ int http_do(struct http_resp *out, struct http_client *c, const struct http_req 
  * returned). Before the first line, status and headers are in *resp (its
  * body collects the response when status is not 2xx, for the error). The
  * stream also ends when *stop becomes true (checked at least every second),
- * when no byte arrives for idle_timeout_s, or on a line over max_line.
- * Returns 0 when the server ended the stream cleanly. */
+ * when no byte arrives for idle_timeout_s (the wait for the status line
+ * included), or on a line over max_line. Returns 0 when the server ended the
+ * stream, cleanly or by closing the connection inside it. */
 typedef int (*http_line_fn)(void *ctx, const char *line, size_t len);
 int http_stream(struct http_resp *resp, struct http_client *c, const struct http_req *req,
                 http_line_fn on_line, void *ctx, const atomic_bool *stop, long idle_timeout_s,

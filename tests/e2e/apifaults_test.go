@@ -483,7 +483,7 @@ func TestAPIHungWatch(t *testing.T) {
 	if d := watches[i].ended.Sub(watches[i].at); d < 4500*time.Millisecond || d > 15*time.Second {
 		t.Errorf("the controller left the silent watch after %v; want about its 5 s idle timeout", d)
 	}
-	w.waitLog("watch_failed", time.Second, "too slow", "5 seconds")
+	w.waitLog("watch_failed", time.Second, "went quiet for 5s")
 }
 
 // ---- a slow, paged list of many Secrets

@@ -2,7 +2,7 @@
  * every path and status with the texts and headers that probes and scrapers
  * get, HEAD, the server's own 405 and 400 with the same headers, and /metrics
  * streamed in chunks equal to a direct scrape. (test_metrics.c checks the
- * same endpoints through libcurl.) */
+ * same endpoints through the project's client, net/http.) */
 #include "t.h"
 
 #include <stdatomic.h>

@@ -1,6 +1,7 @@
 /* lib/app/metrics and lib/app/httpd: the controller's families and the
  * listener, checked through the strict parser of the text exposition format
- * 0.0.4 in expo.h (independent of the renderer), and over HTTP with libcurl on
+ * 0.0.4 in expo.h (independent of the renderer), and over HTTP with the
+ * project's client (net/http) on
  * 127.0.0.1:0. The registry itself is tested in tests/unit/base/test_prom.c. */
 #include "t.h"
 
@@ -14,7 +15,6 @@
 #include <arpa/inet.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
 
 #include "app/httpd.h"
 #include "app/metrics.h"
@@ -30,6 +30,7 @@
 #include "kube/secret.h"
 #include "kube/store.h"
 #include "kube/watch.h"
+#include "net/http.h"
 #include "pg/pgcheck.h"
 #include "rot/reconcile.h"
 #include "expo.h"
@@ -668,45 +669,32 @@ struct fetched {
     char content_type[128];
 };
 
-static size_t on_body(char *p, size_t size, size_t n, void *ctx)
-{
-    struct fetched *r = ctx;
-    size_t len = size * n;
-
-    if (r->len + len >= sizeof(r->body))
-        return 0;
-    memcpy(r->body + r->len, p, len);
-    r->len += len;
-    r->body[r->len] = '\0';
-    return len;
-}
-
+/* One request with the project's HTTP client (lib/net/http.c), a new
+ * connection each time. */
 static int fetch(struct fetched *out, const char *method, int port, const char *path)
 {
-    CURL *c = curl_easy_init();
+    struct http_opts o = { .timeout_ms = 5000 };
+    struct http_client *c = NULL;
+    struct http_resp resp = HTTP_RESP_INIT;
     char url[256];
-    char *ct = NULL;
-    CURLcode cc;
+    int rc;
 
     memset(out, 0, sizeof(*out));
     snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    if (!strcmp(method, "HEAD"))
-        curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    struct http_req req = { .method = method, .url = url };
     if (!strcmp(method, "POST"))
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, "x=1");
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
-    cc = curl_easy_perform(c);
-    if (cc == CURLE_OK) {
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
-        if (curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct) == CURLE_OK && ct)
-            snprintf(out->content_type, sizeof(out->content_type), "%s", ct);
+        req.body = "x=1", req.body_len = 3, req.content_type = "application/x-www-form-urlencoded";
+    if ((rc = http_client_new(&c, &o)) == 0 && (rc = http_do(&resp, c, &req)) == 0) {
+        out->status = resp.status;
+        snprintf(out->content_type, sizeof(out->content_type), "%s", resp.content_type);
+        if (resp.body.len >= sizeof(out->body))
+            rc = -1;
+        else
+            memcpy(out->body, resp.body.ptr ? resp.body.ptr : "", resp.body.len + 1), out->len = resp.body.len;
     }
-    curl_easy_cleanup(c);
-    return cc == CURLE_OK ? 0 : -1;
+    http_resp_release(&resp);
+    http_client_free(c);
+    return rc == 0 ? 0 : -1;
 }
 
 /* Open descriptors, as the process metrics count them (base/proc.h); -1 when unreadable. */
@@ -835,7 +823,7 @@ static void test_httpd_addresses(void)
 int main(void)
 {
     log_set_level(LOG_OFF);
-    curl_global_init(CURL_GLOBAL_DEFAULT);
+    http_global_init();
     T_RUN(test_app_families);
     T_RUN(test_app_values_move);
     T_RUN(test_app_secret_gauges_from_store);
@@ -843,6 +831,6 @@ int main(void)
     T_RUN(test_app_secret_ready);
     T_RUN(test_httpd_endpoints);
     T_RUN(test_httpd_addresses);
-    curl_global_cleanup();
+    http_global_cleanup();
     return t_done();
 }

@@ -11,7 +11,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
 
 #include "base/clock.h"
 #include "base/sleep.h"
@@ -86,60 +85,37 @@ static void env_release(void)
 
 /* ---- The fake's control API and the Lease as the server holds it --------- */
 
-static size_t on_control_body(char *p, size_t size, size_t n, void *ctx)
-{
-    return buf_add(ctx, p, size * n) == 0 ? size * n : 0;
-}
-
-/* One call to the control API, on a connection of its own, over HTTP/1.1:
- * with libcurl 7.88.1 over HTTP/2, the fake's answers to DELETE
- * /_fake/faults, sent while requests that a fault holds or fails are in
- * flight, came cut short ("transfer closed with 22 bytes remaining") in about
- * a third of the runs, also on fresh connections; over HTTP/1.1 (and with Go
- * clients) never. GET and DELETE are tried again anyway. */
+/* One call to the control API, on a connection of its own (the project's
+ * HTTP client). GET and DELETE are tried again if the connection fails. */
 static int control(const char *method, const char *path, const char *body, struct buf *out)
 {
+    struct http_opts o = { .tls = { .ca_file = env.ca }, .timeout_ms = 10000,
+                           .max_body = 64u << 20 };
+    struct http_resp resp = HTTP_RESP_INIT;
     char url[512];
-    struct buf resp = BUF_INIT(64u << 20);
     int rc = ERR_UNAVAILABLE;
 
     snprintf(url, sizeof(url), "%s%s", env.url, path);
+    struct http_req req = { .method = method, .url = url, .body = body,
+                            .body_len = body ? strlen(body) : 0,
+                            .content_type = "application/json" };
     for (int attempt = 0; attempt < 3 && rc == ERR_UNAVAILABLE; attempt++) {
-        CURL *c = curl_easy_init();
-        struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
-        long status = 0;
-        CURLcode cc;
+        struct http_client *c = NULL;
 
         if (attempt && !strcmp(method, "POST"))
             break;
-        buf_reset(&resp);
-        curl_easy_setopt(c, CURLOPT_URL, url);
-        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-        curl_easy_setopt(c, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-        curl_easy_setopt(c, CURLOPT_CAINFO, env.ca);
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
-        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-        if (body)
-            curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_control_body);
-        curl_easy_setopt(c, CURLOPT_WRITEDATA, &resp);
-        cc = curl_easy_perform(c);
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-        curl_slist_free_all(h);
-        curl_easy_cleanup(c);
-        if (cc != CURLE_OK) {
-            fprintf(stderr, "# control %s %s: %s\n", method, path, curl_easy_strerror(cc));
-            rc = ERR_UNAVAILABLE;
-        } else if (status < 200 || status > 299) {
-            rc = err_set(ERR_INVALID, "%s %s: %ld %s", method, path, status, buf_str(&resp));
-        } else {
-            rc = 0;
-        }
+        if ((rc = http_client_new(&c, &o)) == 0)
+            rc = http_do(&resp, c, &req);
+        http_client_free(c);
+        if (rc < 0)
+            fprintf(stderr, "# control %s %s: %s\n", method, path, err_msg());
+        else if (resp.status < 200 || resp.status > 299)
+            rc = err_set(ERR_INVALID, "%s %s: %ld %s", method, path, resp.status,
+                         buf_str(&resp.body));
     }
     if (rc == 0 && out)
-        buf_addstr(out, buf_str(&resp));
-    buf_release(&resp);
+        buf_addstr(out, buf_str(&resp.body));
+    http_resp_release(&resp);
     return rc;
 }
 
