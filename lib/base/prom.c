@@ -411,9 +411,15 @@ static int cmp_series(const void *a, const void *b)
     return 0;
 }
 
-/* What a source emitted during one scrape: label values packed in an arena
- * ("v1\0v2\0..." per series), so that 10,000 series cost a few hundred KB for
- * the length of a scrape and nothing after it. */
+/* What a source emitted during one scrape, a window at a time: the series whose
+ * label values sort after `after` (all of them on the first pass), at most
+ * SOURCE_WINDOW of the smallest, their values packed in an arena ("v1\0v2\0..."
+ * per series). A source of N series is asked N / SOURCE_WINDOW + 1 times per
+ * scrape, and a scrape holds one window (about 100 KB) whatever N is. Series
+ * with the same label values would be one series twice: the window's boundary
+ * keeps only the first. */
+#define SOURCE_WINDOW 2048
+
 struct emitted {
     const struct prom_family *f;
     struct buf arena;
@@ -428,58 +434,109 @@ struct emitted {
         double v;
     } *list;
     size_t n, cap;
+    const char *after;   /* packed values (not owned); NULL: from the start */
+    size_t after_len;
+    struct buf limit;    /* packed values no kept series reaches once the window is full */
+    bool full;           /* more series than the window: another pass follows */
 };
-
-static void emit_one(void *ectx, const char *const *values, double v)
-{
-    struct emitted *e = ectx;
-    size_t off = e->arena.len;
-
-    for (size_t i = 0; i < e->f->nlabels; i++) {
-        const char *val = values && values[i] ? values[i] : "";
-        if (strlen(val) > PROM_MAX_VALUE_LEN || buf_add(&e->arena, val, strlen(val) + 1) < 0) {
-            e->arena.len = off; /* dropped, like an over-long kept series */
-            if (e->arena.ptr)
-                e->arena.ptr[off] = '\0';
-            return;
-        }
-    }
-    XGROW(e->list, e->cap, e->n + 1);
-    e->list[e->n].vals.off = off;
-    e->list[e->n].len = e->arena.len - off;
-    e->list[e->n].v = v;
-    e->n++;
-}
 
 /* By label values, as cmp_series orders kept series. Both hold the same number
  * of NUL-terminated values, so comparing the packed bytes compares value by
  * value: the first difference is inside a pair of values, where strcmp would
  * find it too (a NUL sorts before any other byte, as a shorter value before a
  * longer one it begins), and with none the two are equal. */
+static int cmp_packed(const char *x, size_t xl, const char *y, size_t yl)
+{
+    size_t n = xl < yl ? xl : yl;
+    int c = n ? memcmp(x, y, n) : 0;
+
+    return c ? c : (xl > yl) - (xl < yl);
+}
+
 static int cmp_emitted(const void *a, const void *b)
 {
     const struct emitted_series *x = a, *y = b;
-    size_t n = x->len < y->len ? x->len : y->len;
-    int c = n ? memcmp(x->vals.ptr, y->vals.ptr, n) : 0;
 
-    return c ? c : (x->len > y->len) - (x->len < y->len);
+    return cmp_packed(x->vals.ptr, x->len, y->vals.ptr, y->len);
 }
 
-/* Collects and sorts f's source series into e (the caller holds mu). */
-static void collect_source(struct emitted *e, const struct prom_family *f)
+/* Sorts e's series, keeps the SOURCE_WINDOW smallest and packs their values
+ * into a new arena (pointers in, pointers out). */
+static void window_trim(struct emitted *e)
 {
-    *e = (struct emitted){ f, BUF_INIT(PROM_RENDER_MAX), NULL, 0, 0 };
+    struct buf arena = BUF_INIT(PROM_RENDER_MAX);
+
+    qsort(e->list, e->n, sizeof(*e->list), cmp_emitted);
+    if (e->n <= SOURCE_WINDOW)
+        return;
+    e->n = SOURCE_WINDOW;
+    e->full = true;
+    buf_reset(&e->limit);
+    buf_add(&e->limit, e->list[e->n - 1].vals.ptr, e->list[e->n - 1].len);
+    for (size_t i = 0; i < e->n; i++) {
+        size_t off = arena.len;
+        buf_add(&arena, e->list[i].vals.ptr, e->list[i].len); /* fits: it did before */
+        e->list[i].vals.off = off;
+    }
+    for (size_t i = 0; i < e->n; i++)
+        e->list[i].vals.ptr = arena.ptr + e->list[i].vals.off;
+    buf_release(&e->arena);
+    e->arena = arena;
+}
+
+static void emit_one(void *ectx, const char *const *values, double v)
+{
+    struct emitted *e = ectx;
+    size_t off = e->arena.len, len;
+    const char *packed;
+
+    for (size_t i = 0; i < e->f->nlabels; i++) {
+        const char *val = values && values[i] ? values[i] : "";
+        if (strlen(val) > PROM_MAX_VALUE_LEN || buf_add(&e->arena, val, strlen(val) + 1) < 0)
+            goto drop; /* like an over-long kept series */
+    }
+    len = e->arena.len - off;
+    packed = e->arena.ptr + off;
+    if ((e->after && cmp_packed(packed, len, e->after, e->after_len) <= 0) ||
+        (e->full && cmp_packed(packed, len, e->limit.ptr, e->limit.len) >= 0))
+        goto drop; /* rendered already, or past this window */
+    XGROW(e->list, e->cap, e->n + 1);
+    e->list[e->n].vals.off = off;
+    e->list[e->n].len = len;
+    e->list[e->n].v = v;
+    if (++e->n == 2 * SOURCE_WINDOW) {
+        for (size_t i = 0; i < e->n; i++)
+            e->list[i].vals.ptr = e->arena.ptr + e->list[i].vals.off;
+        window_trim(e);
+        for (size_t i = 0; i < e->n; i++)
+            e->list[i].vals.off = (size_t)(e->list[i].vals.ptr - e->arena.ptr);
+    }
+    return;
+drop:
+    e->arena.len = off;
+    if (e->arena.ptr)
+        e->arena.ptr[off] = '\0';
+}
+
+/* Collects f's next window of source series (after `after`, packed values of
+ * after_len bytes; NULL: the first) into e, sorted (the caller holds mu). */
+static void collect_source(struct emitted *e, const struct prom_family *f, const char *after,
+                           size_t after_len)
+{
+    *e = (struct emitted){ f, BUF_INIT(PROM_RENDER_MAX), NULL, 0, 0, after, after_len,
+                           BUF_INIT(PROM_RENDER_MAX), false };
     f->source(f->source_ctx, emit_one, e);
     for (size_t i = 0; i < e->n; i++)
         e->list[i].vals.ptr = e->arena.ptr + e->list[i].vals.off;
     if (e->n)
-        qsort(e->list, e->n, sizeof(*e->list), cmp_emitted);
+        window_trim(e);
 }
 
 static void emitted_release(struct emitted *e)
 {
     free(e->list);
     buf_release(&e->arena);
+    buf_release(&e->limit);
     *e = (struct emitted){ 0 };
 }
 
@@ -556,9 +613,9 @@ static int render_family(struct buf *b, const struct prom_family *f)
 /* A scrape renders one unit at a time: a family's HELP, TYPE and kept series,
  * or up to SCRAPE_BATCH of its source's series. Each unit is rendered under the
  * locks, which are released between units, so a slow reader never holds up the
- * workers that update the registry, and no more than one unit of text (and the
- * sorted label values of one source) is held at once, whatever the number of
- * series. Families are only ever appended, so the cursor stays valid. */
+ * workers that update the registry, and no more than one unit of text (and one
+ * window of a source's sorted label values) is held at once, whatever the number
+ * of series. Families are only ever appended, so the cursor stays valid. */
 #define SCRAPE_BATCH 128
 
 struct prom_scrape {
@@ -567,6 +624,7 @@ struct prom_scrape {
     bool in_source;        /* f's kept series are done; src holds its source's */
     struct emitted src;
     size_t src_next;
+    struct buf after;      /* the last rendered source series' packed values */
     struct buf chunk;      /* rendered, not yet read (prom_scrape_read) */
     size_t chunk_off;
     size_t total;          /* bytes rendered so far */
@@ -579,6 +637,7 @@ struct prom_scrape *prom_scrape_start(struct prom *p)
 
     s->p = p;
     buf_init(&s->chunk, PROM_RENDER_MAX);
+    buf_init(&s->after, PROM_RENDER_MAX);
     pthread_mutex_lock(&p->scrape_mu);
     for (size_t i = 0; i < p->ncollectors; i++)
         p->collectors[i].fn(p, p->collectors[i].ctx);
@@ -594,6 +653,7 @@ void prom_scrape_free(struct prom_scrape *s)
     if (!s)
         return;
     emitted_release(&s->src);
+    buf_release(&s->after);
     buf_release(&s->chunk);
     free(s);
 }
@@ -615,12 +675,20 @@ static int scrape_step(struct prom_scrape *s, struct buf *b)
     if (!s->in_source) {
         rc = render_family(b, s->f);
         if (rc == 0 && s->f->source) {
-            collect_source(&s->src, s->f);
+            collect_source(&s->src, s->f, NULL, 0);
             s->src_next = 0;
             s->in_source = true;
         }
     } else {
         rc = render_emitted(b, &s->src, &s->src_next, SCRAPE_BATCH);
+        if (rc == 0 && s->src_next == s->src.n && s->src.full) { /* the next window */
+            const struct emitted_series *last = &s->src.list[s->src.n - 1];
+            buf_reset(&s->after);
+            buf_add(&s->after, last->vals.ptr, last->len);
+            emitted_release(&s->src);
+            collect_source(&s->src, s->f, s->after.ptr, s->after.len);
+            s->src_next = 0;
+        }
     }
     if (rc == 0 && (!s->in_source || s->src_next == s->src.n)) {
         emitted_release(&s->src);

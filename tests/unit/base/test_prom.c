@@ -435,13 +435,15 @@ out:
 struct many {
     int n;
     size_t value_len; /* of each label value */
+    int calls;
 };
 
 static void emit_many(void *ctx, prom_emit_fn emit, void *ectx)
 {
-    const struct many *mn = ctx;
+    struct many *mn = ctx;
     char *v = malloc(mn->value_len + 1);
 
+    mn->calls++;
     memset(v, 'v', mn->value_len);
     v[mn->value_len] = '\0';
     for (int i = 0; i < mn->n; i++) {
@@ -458,7 +460,7 @@ static void emit_many(void *ctx, prom_emit_fn emit, void *ectx)
  * rendered in, and then stays over. */
 static void test_scrape_in_pieces(void)
 {
-    struct many mn = { 1000, 8 };
+    struct many mn = { 1000, 8, 0 };
     struct prom *p = prom_new();
     struct prom_family *g, *c;
     const char *const l[] = { "a", "b", "c", "d", NULL };
@@ -493,11 +495,38 @@ static void test_scrape_in_pieces(void)
     prom_free(p);
 }
 
+/* A source of more series than one window (2,048) is asked once per window:
+ * every series comes out once, in order, and the scrape holds one window. */
+static void test_source_windows(void)
+{
+    struct many mn = { 5000, 5, 0 };
+    struct prom *p = prom_new();
+    struct prom_family *g;
+    const char *const l[] = { "a", "b", "c", "d", NULL };
+    struct buf text = BUF_INIT(0);
+    const char *at;
+    int seen = 0, prev = -1;
+
+    T_RC(prom_gauge(&g, p, "g", "h", l), 0);
+    prom_source(g, emit_many, &mn);
+    T_RC(scrape(&text, p, 4096), 0);
+    T_EQ_INT(mn.calls, 3); /* 2,048 + 2,048 + 904 */
+    for (at = strstr(buf_str(&text), "\ng{a=\""); at; at = strstr(at + 1, "\ng{a=\"")) {
+        int id = atoi(at + 6);
+        T_CHECK(id == prev + 1);
+        prev = id;
+        seen++;
+    }
+    T_EQ_INT(seen, 5000);
+    buf_release(&text);
+    prom_free(p);
+}
+
 /* A scrape whose text would pass PROM_RENDER_MAX fails with ERR_TOOBIG before
  * passing it, and keeps failing. */
 static void test_scrape_cap(void)
 {
-    struct many mn = { 1000, PROM_MAX_VALUE_LEN };
+    struct many mn = { 1000, PROM_MAX_VALUE_LEN, 0 };
     struct prom *p = prom_new();
     struct prom_family *g;
     const char *const l[] = { "a", "b", "c", "d", NULL };
@@ -596,6 +625,7 @@ int main(void)
     T_RUN(test_series_limits);
     T_RUN(test_source_series);
     T_RUN(test_scrape_in_pieces);
+    T_RUN(test_source_windows);
     T_RUN(test_scrape_cap);
     T_RUN(test_concurrent_updates_and_scrapes);
     return t_done();
