@@ -57,7 +57,13 @@ static void timer_release(struct timer *t)
 
 struct queue {
     pthread_mutex_t mu;
+    /* Idle workers wait on cond for ready keys; one of them at most (the timer
+     * waiter) waits on timer_cond until the earliest timer is due, so that a
+     * timer wakes one thread, not every idle worker. */
     pthread_cond_t cond;
+    pthread_cond_t timer_cond;
+    bool timer_waiter;      /* a worker waits on timer_cond */
+    size_t sleepers;        /* workers waiting on cond */
     char **ready;           /* ring buffer */
     size_t head, count, cap;
     struct strmap queued;   /* keys in ready */
@@ -82,6 +88,7 @@ struct queue *queue_new(void)
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&q->cond, &ca);
+    pthread_cond_init(&q->timer_cond, &ca);
     pthread_condattr_destroy(&ca);
     return q;
 }
@@ -102,6 +109,7 @@ void queue_free(struct queue *q)
     strmap_clear(&q->dirty, NULL);
     strmap_clear(&q->backoff, free);
     pthread_cond_destroy(&q->cond);
+    pthread_cond_destroy(&q->timer_cond);
     pthread_mutex_destroy(&q->mu);
     free(q);
 }
@@ -127,7 +135,8 @@ static void push_ready(struct queue *q, const char *key)
     q->ready[(q->head + q->count) % q->cap] = xstrdup(key);
     q->count++;
     strmap_put(&q->queued, key, NULL);
-    pthread_cond_signal(&q->cond);
+    /* An idle worker takes it; the timer waiter when it is the only one. */
+    pthread_cond_signal(q->sleepers || !q->timer_waiter ? &q->cond : &q->timer_cond);
 }
 
 void queue_add(struct queue *q, const char *key)
@@ -285,7 +294,8 @@ void queue_add_at(struct queue *q, const char *key, int64_t due)
         oatab_put(&q->pos, &pos_type, q, pos_entry(q->nheap));
         heap_up(q, q->nheap++);
     }
-    pthread_cond_broadcast(&q->cond); /* the earliest timer may have changed */
+    if (q->heap[0].due_ms == due) /* the earliest timer changed: whoever times it */
+        pthread_cond_signal(q->timer_waiter ? &q->timer_cond : &q->cond);
 out:
     pthread_mutex_unlock(&q->mu);
 }
@@ -400,16 +410,22 @@ bool queue_get(struct queue *q, char **out)
                 continue; /* forgotten */
             strmap_del(&q->queued, key);
             strmap_put(&q->active, key, NULL);
+            if (q->nheap && !q->timer_waiter && q->sleepers)
+                pthread_cond_signal(&q->cond); /* someone has to time the timers */
             pthread_mutex_unlock(&q->mu);
             *out = key;
             return true;
         }
-        if (q->nheap) {
+        if (q->nheap && !q->timer_waiter) {
             int64_t due = q->heap[0].due_ms;
             struct timespec ts = { (time_t)(due / 1000), (long)(due % 1000) * 1000000 };
-            pthread_cond_timedwait(&q->cond, &q->mu, &ts);
+            q->timer_waiter = true;
+            pthread_cond_timedwait(&q->timer_cond, &q->mu, &ts);
+            q->timer_waiter = false;
         } else {
+            q->sleepers++;
             pthread_cond_wait(&q->cond, &q->mu);
+            q->sleepers--;
         }
     }
 }
@@ -431,6 +447,7 @@ void queue_shutdown(struct queue *q)
     pthread_mutex_lock(&q->mu);
     q->shutdown = true;
     pthread_cond_broadcast(&q->cond);
+    pthread_cond_broadcast(&q->timer_cond);
     pthread_mutex_unlock(&q->mu);
 }
 

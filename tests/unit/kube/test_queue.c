@@ -1,6 +1,8 @@
 #include "t.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,6 +99,82 @@ static void test_shutdown_wakes(void)
     pthread_join(th, NULL);
     queue_add(q, "d/2");
     T_EQ_INT(queue_len(q), 0);
+    queue_free(q);
+}
+
+/* A worker in queue_get, recording what it got and when. */
+struct getter {
+    struct queue *q;
+    char *key;
+    int64_t at_ms;
+    atomic_bool done;
+};
+
+static void *get_one(void *arg)
+{
+    struct getter *g = arg;
+
+    if (queue_get(g->q, &g->key))
+        g->at_ms = clock_mono_ms();
+    atomic_store(&g->done, true);
+    return NULL;
+}
+
+/* Waits up to 2 s for both getters (b may be NULL), then shuts q down so that a
+ * worker that was never woken returns (and the test fails instead of hanging). */
+static void join_within(struct queue *q, pthread_t ta, struct getter *a, pthread_t tb,
+                        struct getter *b)
+{
+    int64_t until = clock_mono_ms() + 2000;
+
+    while (clock_mono_ms() < until && !(atomic_load(&a->done) && (!b || atomic_load(&b->done))))
+        usleep(10 * 1000);
+    queue_shutdown(q);
+    pthread_join(ta, NULL);
+    if (b)
+        pthread_join(tb, NULL);
+}
+
+/* The only idle worker waits for a timer an hour away: a key added for now
+ * still wakes it at once (it is the timer waiter, not one of cond's). */
+static void test_ready_wakes_timer_waiter(void)
+{
+    struct queue *q = queue_new();
+    struct getter g = { q, NULL, 0, false };
+    pthread_t th;
+    int64_t t0;
+
+    queue_add_after(q, "t/later", 3600 * 1000);
+    pthread_create(&th, NULL, get_one, &g);
+    usleep(100 * 1000); /* it is waiting for the timer now */
+    t0 = clock_mono_ms();
+    queue_add(q, "t/now");
+    join_within(q, th, &g, th, NULL);
+    T_EQ_STR(g.key, "t/now");
+    T_CHECK(g.key && g.at_ms - t0 < 1000);
+    free(g.key);
+    queue_free(q);
+}
+
+/* Two idle workers, two timers: the one that times the first takes its key
+ * and keeps it; the other must then time the second and get it when due. */
+static void test_timer_role_passes(void)
+{
+    struct queue *q = queue_new();
+    struct getter a = { q, NULL, 0, false }, b = { q, NULL, 0, false };
+    pthread_t ta, tb;
+    int64_t t0 = clock_mono_ms();
+
+    queue_add_after(q, "t/1", 100);
+    queue_add_after(q, "t/2", 300);
+    pthread_create(&ta, NULL, get_one, &a);
+    pthread_create(&tb, NULL, get_one, &b);
+    join_within(q, ta, &a, tb, &b);
+    T_CHECK(a.key && b.key && strcmp(a.key, b.key));
+    T_CHECK(a.at_ms - t0 >= 100 && b.at_ms - t0 >= 100);
+    T_CHECK(a.at_ms - t0 < 1500 && b.at_ms - t0 < 1500); /* the second at about 300 */
+    free(a.key);
+    free(b.key);
     queue_free(q);
 }
 
@@ -257,6 +335,8 @@ int main(void)
     T_RUN(test_delay_earliest_wins);
     T_RUN(test_forget);
     T_RUN(test_shutdown_wakes);
+    T_RUN(test_ready_wakes_timer_waiter);
+    T_RUN(test_timer_role_passes);
     T_RUN(test_many_timers);
     T_RUN(test_timer_key_sizes);
     T_RUN(test_ensure);
