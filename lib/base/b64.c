@@ -71,6 +71,23 @@ int b64_decode(unsigned char *dst, size_t *dst_len, const char *src, size_t len,
     return 0;
 }
 
+bool b64_canonical(const char *src, size_t len)
+{
+    size_t pad = 0;
+    int last;
+
+    while (pad < 2 && len > 0 && src[len - 1] == '=')
+        len--, pad++;
+    if ((len + pad) % 4 || (!pad && len % 4) || len % 4 == 1)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!alnum_val[(unsigned char)src[i]] && src[i] != '+' && src[i] != '/')
+            return false;
+    /* the bits past the last whole byte are zero */
+    last = len ? val(src[len - 1], false) : 0;
+    return !(pad == 1 && (last & 3)) && !(pad == 2 && (last & 15));
+}
+
 int b64_decode_sb(struct sbuf **out, const char *src, size_t len)
 {
     size_t cap = B64_DECODED_MAX(len), n = 0;

@@ -19,6 +19,11 @@ int b64_decode(unsigned char *dst, size_t *dst_len, const char *src, size_t len,
 /* Decodes into a new secret buffer (for Secret values). */
 int b64_decode_sb(struct sbuf **out, const char *src, size_t len);
 
+/* Whether src[0..len) is the standard, padded encoding of some bytes, exactly
+ * as b64_encode would write it: what b64_decode accepts with url false and
+ * the padding present, without decoding. */
+bool b64_canonical(const char *src, size_t len);
+
 /* Appends the standard, padded encoding of data to b (or to a secret buffer). */
 int b64_encode(struct buf *b, const void *data, size_t len);
 int b64_encode_sb(struct sbuf *s, const void *data, size_t len);

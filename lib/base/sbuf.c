@@ -11,7 +11,6 @@
 
 #include "base/err.h"
 #include "base/mem.h"
-#include "base/sha256.h"
 #include "base/banned.h"
 
 struct sbuf {
@@ -151,9 +150,4 @@ void sbuf_rtrim(struct sbuf *s)
     while (s->len && (s->ptr[s->len - 1] == '\n' || s->ptr[s->len - 1] == '\r' ||
                       s->ptr[s->len - 1] == ' ' || s->ptr[s->len - 1] == '\t'))
         s->ptr[--s->len] = '\0';
-}
-
-void sbuf_fingerprint(char out[17], const struct sbuf *s)
-{
-    sha256_fp(out, s->ptr, s->len);
 }

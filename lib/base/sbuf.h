@@ -41,8 +41,4 @@ int sbuf_read_file(struct sbuf **out, const char *path, size_t max);
 /* Drops trailing whitespace. */
 void sbuf_rtrim(struct sbuf *s);
 
-/* A short, non-reversible fingerprint for logs and caches: the first 8 bytes
- * of SHA-256 as 16 hex characters in out (17 bytes). */
-void sbuf_fingerprint(char out[17], const struct sbuf *s);
-
 #endif

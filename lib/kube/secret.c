@@ -8,6 +8,7 @@
 #include "base/err.h"
 #include "base/json.h"
 #include "base/mem.h"
+#include "base/sha256.h"
 #include "base/sbuf.h"
 #include "base/slab.h"
 #include "base/banned.h"
@@ -145,16 +146,15 @@ int kube_secret_from_json_keep(struct kube_secret **out, const cJSON *obj,
     s->keys = p;
     cJSON_ArrayForEach(v, data)
     {
-        struct sbuf *val = NULL;
         char fp[KUBE_SECRET_FP_LEN + 1];
-        if (b64_decode_sb(&val, v->valuestring, strlen(v->valuestring)) < 0) {
+        size_t len = strlen(v->valuestring);
+        if (!b64_canonical(v->valuestring, len)) {
             int rc = err_set(ERR_PARSE, "Secret %s/%s: data.%s is not base64", ns, name,
                              v->string);
             kube_secret_free(s);
             return rc;
         }
-        sbuf_fingerprint(fp, val);
-        sbuf_free(val);
+        sha256_fp(fp, v->valuestring, len);
         put(&p, v->string);
         put(&p, fp);
     }
@@ -269,4 +269,13 @@ char *kube_secret_key(const struct kube_secret *s)
     /* Cannot fail: a struct kube_secret passed kube_secret_check_ref. */
     (void)kpath_key_join(key, s->ns, s->name);
     return xstrdup(key);
+}
+
+void kube_secret_value_fp(char out[KUBE_SECRET_FP_LEN + 1], const struct sbuf *value)
+{
+    struct sbuf *text = sbuf_new(sbuf_len(value) / 3 * 4 + 8);
+
+    b64_encode_sb(text, sbuf_expose(value), sbuf_len(value));
+    sha256_fp(out, sbuf_expose(text), sbuf_len(text));
+    sbuf_free(text);
 }

@@ -19,6 +19,7 @@
 
 #include <cJSON.h>
 
+#include "base/sbuf.h"
 #include "kube/kpath.h"
 
 #define KUBE_SECRET_FP_LEN 16 /* hex characters of a value's fingerprint */
@@ -58,8 +59,8 @@ int kube_secret_check_ref(const char *ns, const char *name);
 
 /* Reads a Secret object (as the API returns it), keeping every annotation.
  * 0, or ERR_PARSE naming the missing field (or a namespace or name the API
- * server would not allow: kube_secret_check_ref). Decoded values are
- * fingerprinted and wiped. */
+ * server would not allow: kube_secret_check_ref). Values are fingerprinted
+ * (kube_secret_value_fp) as their base64 text, never decoded. */
 int kube_secret_from_json(struct kube_secret **out, const cJSON *obj);
 /* The same, keeping only the annotations keep selects (NULL: all); ERR_PARSE
  * also when a kept annotation's value is not a string (the API server sends
@@ -87,6 +88,11 @@ cJSON *kube_secret_annotations_json(const struct kube_secret *s);
 const char *kube_secret_key_fp(const struct kube_secret *s, const char *key);
 /* The i-th data key (i < s->nkeys) and its fingerprint, in the object's order. */
 const char *kube_secret_key_at(const struct kube_secret *s, size_t i, const char **fp);
+/* The fingerprint the cache keeps of a data value: the first 8 bytes of the
+ * SHA-256 of its base64 text, as hex. The API server sends data in standard,
+ * padded base64 (one text per value), so this is computed from what it sends
+ * without decoding, and from a value by encoding it the same way. */
+void kube_secret_value_fp(char out[KUBE_SECRET_FP_LEN + 1], const struct sbuf *value);
 /* The Secret's "namespace/name" key (kube/kpath.h), as a new string (free it). */
 char *kube_secret_key(const struct kube_secret *s);
 

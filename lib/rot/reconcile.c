@@ -156,7 +156,7 @@ static bool unchanged(const struct kube_secret *s, const struct spec *spec, stru
         return false;
     for (size_t i = 0; i < spec->n_outputs; i++) {
         const char *cur = kube_secret_key_fp(s, spec->outputs[i].key);
-        sbuf_fingerprint(fp, values[i]);
+        kube_secret_value_fp(fp, values[i]);
         if (!cur || strcmp(cur, fp))
             return false;
     }

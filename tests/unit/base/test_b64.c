@@ -49,10 +49,32 @@ static void test_sb(void)
     sbuf_free(e);
 }
 
+/* b64_canonical agrees with the encoder on every length, and refuses what a
+ * decoder would (or would take only without its padding). */
+static void test_canonical(void)
+{
+    unsigned char bytes[64];
+    const char *bad[] = { "YQ", "YWI", "Y===", "YQ=", "YR==", "YWJ=", "Y-==", "Y_==", "YQ==\n",
+                          " YQ==", "YQ=a", "=YQ=", NULL };
+
+    for (size_t i = 0; i < sizeof(bytes); i++)
+        bytes[i] = (unsigned char)(i * 37 + 11);
+    for (size_t n = 0; n <= sizeof(bytes); n++) {
+        struct buf b = BUF_INIT(1024);
+        T_RC(b64_encode(&b, bytes, n), 0);
+        T_CHECK(b64_canonical(b.ptr ? b.ptr : "", b.len));
+        buf_release(&b);
+    }
+    for (const char **p = bad; *p; p++)
+        if (b64_canonical(*p, strlen(*p)))
+            t_fail(__FILE__, __LINE__, "b64_canonical(\"%s\") is true", *p);
+}
+
 int main(void)
 {
     T_RUN(test_vectors);
     T_RUN(test_url_and_errors);
     T_RUN(test_sb);
+    T_RUN(test_canonical);
     return t_done();
 }

@@ -133,15 +133,6 @@ static void test_read_file(void)
     T_RC(sbuf_read_file(&s, path, 100), ERR_IO);
 }
 
-static void test_fingerprint(void)
-{
-    struct sbuf *s = sbuf_from("abc", 3);
-    char fp[17];
-
-    sbuf_fingerprint(fp, s);
-    T_EQ_STR(fp, "ba7816bf8f01cfea"); /* SHA-256("abc") starts so */
-    sbuf_free(s);
-}
 
 int main(void)
 {
@@ -151,6 +142,5 @@ int main(void)
     T_RUN(test_grow_and_cap);
     T_RUN(test_eq);
     T_RUN(test_read_file);
-    T_RUN(test_fingerprint);
     return t_done();
 }

@@ -42,7 +42,7 @@ static void fp_of(char out[17], const char *value)
     struct sbuf *sb = sbuf_new(64);
 
     T_RC(sbuf_addstr(sb, value), 0);
-    sbuf_fingerprint(out, sb);
+    kube_secret_value_fp(out, sb);
     sbuf_free(sb);
 }
 
