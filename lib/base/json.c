@@ -219,3 +219,129 @@ void json_wipe_delete(cJSON *j)
     wipe(j->child);
     cJSON_Delete(j);
 }
+
+/* ---- json_scan_string: a walk over the text, no tree ---- */
+
+struct scan {
+    const char *p, *end;
+};
+
+static void scan_ws(struct scan *s)
+{
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
+        s->p++;
+}
+
+/* Steps over a string (s->p at its opening quote); *raw: it has no escape. */
+static int scan_skip_string(struct scan *s, const char **start, size_t *slen, bool *raw)
+{
+    const char *b = ++s->p;
+
+    *raw = true;
+    for (; s->p < s->end; s->p++) {
+        if (*s->p == '\\') {
+            *raw = false;
+            s->p++;
+        } else if (*s->p == '"') {
+            *start = b;
+            *slen = (size_t)(s->p - b);
+            s->p++;
+            return 0;
+        }
+    }
+    return ERR_PARSE;
+}
+
+/* Steps over any value: strings by their quotes, objects and arrays by their
+ * brackets (strings inside them included), scalars up to the next , } or ]. */
+static int scan_skip_value(struct scan *s)
+{
+    const char *str;
+    size_t slen;
+    bool raw;
+    int depth = 0;
+
+    scan_ws(s);
+    if (s->p >= s->end)
+        return ERR_PARSE;
+    if (*s->p == '"')
+        return scan_skip_string(s, &str, &slen, &raw);
+    if (*s->p != '{' && *s->p != '[') {
+        while (s->p < s->end && *s->p != ',' && *s->p != '}' && *s->p != ']')
+            s->p++;
+        return 0;
+    }
+    while (s->p < s->end) {
+        char c = *s->p;
+        if (c == '"') {
+            if (scan_skip_string(s, &str, &slen, &raw) < 0)
+                return ERR_PARSE;
+            continue;
+        }
+        if (c == '{' || c == '[') {
+            if (++depth > JSON_MAX_DEPTH)
+                return ERR_PARSE;
+        } else if ((c == '}' || c == ']') && --depth == 0) {
+            s->p++;
+            return 0;
+        }
+        s->p++;
+    }
+    return ERR_PARSE;
+}
+
+int json_scan_string(char *out, size_t n, const char *data, size_t len, const char *const *path)
+{
+    struct scan s = { data, data + len };
+
+    for (; *path; path++) {
+        bool found = false;
+        scan_ws(&s);
+        if (s.p >= s.end || *s.p != '{')
+            return s.p >= s.end ? ERR_PARSE : ERR_NOTFOUND;
+        s.p++;
+        while (!found) {
+            const char *key;
+            size_t klen;
+            bool raw;
+            scan_ws(&s);
+            if (s.p < s.end && *s.p == '}')
+                return ERR_NOTFOUND;
+            if (s.p >= s.end || *s.p != '"' || scan_skip_string(&s, &key, &klen, &raw) < 0)
+                return ERR_PARSE;
+            scan_ws(&s);
+            if (s.p >= s.end || *s.p++ != ':')
+                return ERR_PARSE;
+            if (raw && klen == strlen(*path) && !memcmp(key, *path, klen)) {
+                found = true;
+                break;
+            }
+            if (scan_skip_value(&s) < 0)
+                return ERR_PARSE;
+            scan_ws(&s);
+            if (s.p < s.end && *s.p == ',')
+                s.p++;
+            else if (s.p < s.end && *s.p == '}')
+                return ERR_NOTFOUND;
+            else
+                return ERR_PARSE;
+        }
+    }
+    scan_ws(&s);
+    {
+        const char *str;
+        size_t slen;
+        bool raw;
+        if (s.p >= s.end || *s.p != '"')
+            return s.p >= s.end ? ERR_PARSE : ERR_NOTFOUND;
+        if (scan_skip_string(&s, &str, &slen, &raw) < 0)
+            return ERR_PARSE;
+        if (!raw)
+            return ERR_NOTFOUND;
+        if (slen + 1 > n)
+            return ERR_TOOBIG;
+        memcpy(out, str, slen);
+        out[slen] = '\0';
+    }
+    return 0;
+}

@@ -35,6 +35,15 @@ cJSON *json_arr(const cJSON *obj, const char *key);
  * digits (Kubernetes and IMDS send both). 0, ERR_NOTFOUND, or ERR_PARSE. */
 int json_i64(int64_t *out, const cJSON *obj, const char *key);
 
+/* Finds the string at members path (NULL-terminated keys: "metadata",
+ * "resourceVersion") in the JSON text data[0..len) without building a tree,
+ * and copies it into out (n bytes, NUL included; only strings with no escapes,
+ * as resource versions and names are). 0, ERR_NOTFOUND when a member is
+ * absent or not of the kind the path needs, ERR_PARSE when the text is
+ * malformed on the way, ERR_TOOBIG when the string does not fit. Values it
+ * steps over are skipped by their brackets and quotes, not read. */
+int json_scan_string(char *out, size_t n, const char *data, size_t len, const char *const *path);
+
 /* Wipes every string in the tree (OPENSSL_cleanse) then frees it: for trees
  * parsed from bodies that held secrets (Secret data, token responses). */
 void json_wipe_delete(cJSON *j);

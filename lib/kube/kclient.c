@@ -149,9 +149,11 @@ static int make_url(struct buf *url, const struct kube_conn *k, const char *path
     return 0;
 }
 
-static int call_once(cJSON **out, struct kube_conn *k, const char *method, const char *path,
-                     const char *content_type, const char *body, size_t body_len,
-                     bool *unauthorized)
+static const char *const rv_path[] = { "metadata", "resourceVersion", NULL };
+
+static int call_once(cJSON **out, char *rv, struct kube_conn *k, const char *method,
+                     const char *path, const char *content_type, const char *body,
+                     size_t body_len, bool *unauthorized)
 {
     struct http_resp resp = HTTP_RESP_INIT;
     struct buf url;
@@ -189,7 +191,9 @@ static int call_once(cJSON **out, struct kube_conn *k, const char *method, const
         goto out;
     }
     /* No out: the caller does not read the reply (a PATCH returns the whole
-     * Secret): do not parse it. */
+     * Secret): do not parse it; at most find its resourceVersion. */
+    if (rv && json_scan_string(rv, KUBE_RV_MAX, resp.body.ptr, resp.body.len, rv_path) < 0)
+        rv[0] = '\0';
     if (out && resp.body.len &&
         (rc = json_parse(&obj, resp.body.ptr, resp.body.len, resp.body.max)) < 0) {
         rc = err_wrap(rc, "%s %s: response", method, path);
@@ -213,10 +217,23 @@ int kube_call(cJSON **out, struct kube_conn *k, const char *method, const char *
               const char *content_type, const char *body, size_t body_len)
 {
     bool unauthorized;
-    int rc = call_once(out, k, method, path, content_type, body, body_len, &unauthorized);
+    int rc = call_once(out, NULL, k, method, path, content_type, body, body_len, &unauthorized);
 
     if (rc == ERR_DENIED && unauthorized)
-        rc = call_once(out, k, method, path, content_type, body, body_len, &unauthorized);
+        rc = call_once(out, NULL, k, method, path, content_type, body, body_len, &unauthorized);
+    return rc;
+}
+
+int kube_call_rv(char rv[KUBE_RV_MAX], struct kube_conn *k, const char *method,
+                 const char *path, const char *content_type, const char *body, size_t body_len)
+{
+    bool unauthorized;
+    int rc;
+
+    rv[0] = '\0';
+    rc = call_once(NULL, rv, k, method, path, content_type, body, body_len, &unauthorized);
+    if (rc == ERR_DENIED && unauthorized)
+        rc = call_once(NULL, rv, k, method, path, content_type, body, body_len, &unauthorized);
     return rc;
 }
 

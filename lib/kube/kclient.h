@@ -71,6 +71,12 @@ void kube_conn_free(struct kube_conn *k);
 int kube_call(cJSON **out, struct kube_conn *k, const char *method, const char *path,
               const char *content_type, const char *body, size_t body_len);
 
+/* The same with the reply not parsed: rv gets the object's
+ * metadata.resourceVersion from it ("" when it has none that can be read). */
+#define KUBE_RV_MAX 64
+int kube_call_rv(char rv[KUBE_RV_MAX], struct kube_conn *k, const char *method,
+                 const char *path, const char *content_type, const char *body, size_t body_len);
+
 /* Streams a watch: on_line receives each event line. See http_stream. A
  * non-2xx reply maps to an error code as above (a 410 at the start is
  * ERR_GONE). Returns 0 when the server closed the stream normally. */

@@ -10,6 +10,7 @@
 #include "base/hash.h"
 #include "base/mem.h"
 #include "base/oatab.h"
+#include "base/strmap.h"
 #include "kube/kpath.h"
 #include "base/banned.h"
 
@@ -21,6 +22,10 @@
 struct store {
     pthread_mutex_t mu;
     struct oatab t; /* struct kube_secret */
+    /* key -> the resourceVersion (char *) its owner's own write produced, until
+     * the watch delivers that key again: entries only between a write and its
+     * echo (store_expect). */
+    struct strmap echo;
 };
 
 /* The table is asked with a struct kpath_key: a key string split into its parts. */
@@ -79,6 +84,7 @@ void store_free(struct store *st)
     for (size_t i = 0; i < st->t.cap; i++)
         kube_secret_free(st->t.slots[i]);
     oatab_release(&st->t);
+    strmap_clear(&st->echo, free);
     pthread_mutex_destroy(&st->mu);
     free(st);
 }
@@ -101,6 +107,13 @@ bool store_upsert(struct store *st, struct kube_secret *s)
     i = oatab_slot(&st->t, &secret_type, NULL, &k);
     if ((old = st->t.slots[i])) {
         changed = strcmp(old->rv, s->rv) != 0;
+        if (changed && st->echo.len) { /* the echo of the owner's own write? */
+            char skey[KPATH_KEY_SIZE];
+            char *mine = kpath_key_join(skey, s->ns, s->name) == 0 ? strmap_del(&st->echo, skey)
+                                                                    : NULL;
+            changed = !(mine && !strcmp(mine, s->rv));
+            free(mine);
+        }
         if (!changed)
             s->store_due_ms = old->store_due_ms;
         kube_secret_free(old);
@@ -110,6 +123,19 @@ bool store_upsert(struct store *st, struct kube_secret *s)
     st->t.slots[i] = s;
     pthread_mutex_unlock(&st->mu);
     return changed;
+}
+
+void store_expect(struct store *st, const char *key, const char *rv)
+{
+    struct kube_secret *s;
+
+    if (!rv || !*rv)
+        return;
+    pthread_mutex_lock(&st->mu);
+    /* Not cached, or the echo came first: nothing to wait for. */
+    if ((s = lookup(st, key)) && strcmp(s->rv, rv))
+        free(strmap_put(&st->echo, key, xstrdup(rv)));
+    pthread_mutex_unlock(&st->mu);
 }
 
 void store_set_due(struct store *st, const char *key, int64_t due_ms)
@@ -150,6 +176,7 @@ bool store_delete(struct store *st, const char *key)
         return false;
     pthread_mutex_lock(&st->mu);
     gone = oatab_del(&st->t, &secret_type, NULL, &k);
+    free(strmap_del(&st->echo, key));
     pthread_mutex_unlock(&st->mu);
     kube_secret_free(gone);
     return gone != NULL;

@@ -23,9 +23,17 @@ void store_free(struct store *st);
 #define STORE_DUE_NEVER INT64_MAX
 
 /* Takes ownership of s. Returns true when the entry is new or its
- * resourceVersion changed (a reconcile is worth queueing); such an entry is
- * planned for now. An unchanged one keeps its planned time. */
+ * resourceVersion changed (a reconcile is worth queueing), except to the
+ * resourceVersion store_expect named for it: that is the owner's own write
+ * coming back. A changed entry is planned for now; an unchanged one keeps its
+ * planned time. */
 bool store_upsert(struct store *st, struct kube_secret *s);
+/* The owner wrote key and the API server answered with resourceVersion rv: when
+ * the watch brings key at rv, store_upsert reports it unchanged (its reconcile
+ * already ran: the write was the outcome of it). Kept until key comes again,
+ * whatever its version, or goes. Nothing when key is not cached or already
+ * holds rv (the watch was first), or rv is empty. */
+void store_expect(struct store *st, const char *key, const char *rv);
 /* Sets key's planned time (monotonic ms or STORE_DUE_NEVER); nothing when key
  * is not cached. */
 void store_set_due(struct store *st, const char *key, int64_t due_ms);

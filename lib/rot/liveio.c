@@ -87,9 +87,13 @@ static int patch(int64_t *retry_after_ms, void *ctx, const struct kube_secret *s
 
     *retry_after_ms = 0;
     if ((rc = kpath_add(&path, KPATH_CORE_V1, s->ns, "secrets", s->name, NULL)) == 0) {
-        rc = kube_call(NULL, l->k, "PATCH", path.ptr, "application/merge-patch+json",
-                       sbuf_expose(body), sbuf_len(body));
+        char rv[KUBE_RV_MAX], key[KPATH_KEY_SIZE];
+        rc = kube_call_rv(rv, l->k, "PATCH", path.ptr, "application/merge-patch+json",
+                          sbuf_expose(body), sbuf_len(body));
         *retry_after_ms = retry_after_of(rc);
+        /* This reconcile made the new version: its watch event needs no other. */
+        if (rc == 0 && kpath_key_join(key, s->ns, s->name) == 0)
+            store_expect(l->d->store, key, rv);
     }
     buf_release(&path);
     return rc;

@@ -126,6 +126,35 @@ static void test_cjson_uses_xmalloc(void)
     cJSON_Delete(o);
 }
 
+/* json_scan_string finds metadata.resourceVersion the way a parser would:
+ * not the same key elsewhere (in data, in annotations, inside strings), and
+ * it says why when it cannot. */
+static void test_scan_string(void)
+{
+    static const char *const rv_path[] = { "metadata", "resourceVersion", NULL };
+    const char *doc = "{ \"apiVersion\":\"v1\", \"data\":{\"resourceVersion\":\"eA==\"},"
+                      "\"x\":[\"]\",{\"y\":\"}\\\"{\"}, 1.5e3, true, null],"
+                      "\"metadata\" : {\"annotations\":{\"resourceVersion\":\"evil\"},"
+                      "\"name\":\"n\",\"resourceVersion\" : \"4711\"},\"kind\":\"Secret\"}";
+    char out[16];
+
+    T_RC(json_scan_string(out, sizeof(out), doc, strlen(doc), rv_path), 0);
+    T_EQ_STR(out, "4711");
+    T_RC(json_scan_string(out, 4, doc, strlen(doc), rv_path), ERR_TOOBIG);
+#define SCAN(text) json_scan_string(out, sizeof(out), text, strlen(text), rv_path)
+    T_RC(SCAN("{\"metadata\":{\"name\":\"n\"}}"), ERR_NOTFOUND);
+    T_RC(SCAN("{\"metadata\":{\"resourceVersion\":5}}"), ERR_NOTFOUND);
+    T_RC(SCAN("{\"metadata\":{\"resourceVersion\":\"a\\\"b\"}}"), ERR_NOTFOUND);
+    T_RC(SCAN("{\"metadata\":[]}"), ERR_NOTFOUND);
+    T_RC(SCAN("{}"), ERR_NOTFOUND);
+    T_RC(SCAN("[]"), ERR_NOTFOUND);
+    T_RC(SCAN(""), ERR_PARSE);
+    T_RC(SCAN("{\"metadata\":{\"resourceVersion\":\"12"), ERR_PARSE);
+    T_RC(SCAN("{\"a\":{\"b\":\"}"), ERR_PARSE);
+    T_RC(SCAN("{\"a\" 1}"), ERR_PARSE);
+#undef SCAN
+}
+
 int main(void)
 {
     T_RUN(test_cjson_uses_xmalloc);
@@ -134,5 +163,6 @@ int main(void)
     T_RUN(test_value_cap);
     T_RUN(test_lookups);
     T_RUN(test_quote);
+    T_RUN(test_scan_string);
     return t_done();
 }

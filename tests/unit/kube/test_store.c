@@ -188,6 +188,36 @@ struct race {
     int bad;
 };
 
+/* The owner's own write comes back from the watch: no reconcile for it; any
+ * other version (someone else's write, or a later one) still counts. */
+static void test_expect_echo(void)
+{
+    struct store *st = store_new();
+
+    T_CHECK(store_upsert(st, secret("ns", "a", "10")));
+    store_expect(st, "ns/a", "11");
+    T_CHECK(!store_upsert(st, secret("ns", "a", "11"))); /* the echo */
+    T_CHECK(store_upsert(st, secret("ns", "a", "12")));  /* then someone else */
+
+    store_expect(st, "ns/a", "14");
+    T_CHECK(store_upsert(st, secret("ns", "a", "13")));  /* another write first */
+    T_CHECK(store_upsert(st, secret("ns", "a", "14")));  /* the expectation went with it */
+
+    T_CHECK(!store_upsert(st, secret("ns", "a", "14"))); /* the same version: unchanged */
+    store_expect(st, "ns/a", "14");                      /* the watch was first: no-op */
+    T_CHECK(store_upsert(st, secret("ns", "a", "15")));
+
+    store_expect(st, "ns/a", "16");
+    T_CHECK(store_delete(st, "ns/a"));                   /* gone: forgotten */
+    T_CHECK(store_upsert(st, secret("ns", "a", "16")));  /* new again: counts */
+
+    store_expect(st, "ns/none", "1");                    /* not cached: nothing */
+    T_CHECK(store_upsert(st, secret("ns", "none", "1")));
+    store_expect(st, "ns/a", "");
+    T_CHECK(store_upsert(st, secret("ns", "a", "17")));
+    store_free(st);
+}
+
 static void *race_watch(void *arg)
 {
     struct race *r = arg;
@@ -251,6 +281,7 @@ int main(void)
     T_RUN(test_upsert_get_delete);
     T_RUN(test_many_mark_sweep);
     T_RUN(test_due);
+    T_RUN(test_expect_echo);
     T_RUN(test_threads);
     return t_done();
 }
