@@ -401,6 +401,8 @@ static int tls_start(struct io *io, const struct url *u)
     char why[256];
     int rc;
 
+    if (!sock_method)
+        return err_set(ERR_IO, "http_global_init was not called");
     if (!c->ctx && (rc = make_ctx(c)) < 0)
         return rc;
     if (!(c->ssl = SSL_new(c->ctx)) || !(bio = BIO_new(sock_method)))

@@ -321,8 +321,12 @@ static char *pem(X509 *x, EVP_PKEY *k, const char *path)
 
     if (b && (x ? PEM_write_bio_X509(b, x) : PEM_write_bio_PrivateKey(b, k, 0, 0, 0, 0, 0)) &&
         (n = BIO_get_mem_data(b, &data)) > 0 && (f = fopen(path, "w")) &&
-        fwrite(data, 1, (size_t)n, f) == (size_t)n)
-        out = strndup(data, (size_t)n);
+        fwrite(data, 1, (size_t)n, f) == (size_t)n && (out = malloc((size_t)n + 1))) {
+        /* not strndup: the bytes are not NUL-terminated, and ASan's strndup
+         * reads one past n when no NUL comes before it */
+        memcpy(out, data, (size_t)n);
+        out[n] = '\0';
+    }
     if (f && fclose(f) != 0) {
         free(out);
         out = NULL;
