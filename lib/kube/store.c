@@ -15,6 +15,10 @@
 #include "base/banned.h"
 
 #define STALE 1 /* kube_secret.store_mark: not seen by the relist in progress */
+/* Writes awaiting their echo that are remembered at once: when the watch lags far
+ * behind the writers, the ones past this are reconciled once more (as before
+ * store_expect), instead of costing memory per Secret. */
+#define ECHO_MAX 1024
 
 /* An open-addressing table (base/oatab.h) of the Secrets themselves: the key
  * "namespace/name" is read from each entry, never copied, so an entry costs the
@@ -133,7 +137,8 @@ void store_expect(struct store *st, const char *key, const char *rv)
         return;
     pthread_mutex_lock(&st->mu);
     /* Not cached, or the echo came first: nothing to wait for. */
-    if ((s = lookup(st, key)) && strcmp(s->rv, rv))
+    if ((s = lookup(st, key)) && strcmp(s->rv, rv) &&
+        (st->echo.len < ECHO_MAX || strmap_has(&st->echo, key)))
         free(strmap_put(&st->echo, key, xstrdup(rv)));
     pthread_mutex_unlock(&st->mu);
 }

@@ -32,7 +32,8 @@ bool store_upsert(struct store *st, struct kube_secret *s);
  * the watch brings key at rv, store_upsert reports it unchanged (its reconcile
  * already ran: the write was the outcome of it). Kept until key comes again,
  * whatever its version, or goes. Nothing when key is not cached or already
- * holds rv (the watch was first), or rv is empty. */
+ * holds rv (the watch was first), or rv is empty, or 1,024 other writes await
+ * their echo (a lagging watch: those are reconciled once more). */
 void store_expect(struct store *st, const char *key, const char *rv);
 /* Sets key's planned time (monotonic ms or STORE_DUE_NEVER); nothing when key
  * is not cached. */

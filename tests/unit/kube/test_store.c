@@ -215,6 +215,16 @@ static void test_expect_echo(void)
     T_CHECK(store_upsert(st, secret("ns", "none", "1")));
     store_expect(st, "ns/a", "");
     T_CHECK(store_upsert(st, secret("ns", "a", "17")));
+
+    /* At most 1,024 writes await their echo: the next one is not remembered. */
+    char key[32];
+    for (int i = 0; i < 1025; i++) {
+        snprintf(key, sizeof(key), "cap/s%d", i);
+        T_CHECK(store_upsert(st, secret("cap", key + 4, "1")));
+        store_expect(st, key, "2");
+    }
+    T_CHECK(!store_upsert(st, secret("cap", "s1023", "2"))); /* remembered */
+    T_CHECK(store_upsert(st, secret("cap", "s1024", "2")));  /* over the cap */
     store_free(st);
 }
 
