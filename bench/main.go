@@ -1394,7 +1394,10 @@ func (b *bench) steady(tr *tracker, n int, coldS float64) (*Phase, error) {
 	const lifetimeS = 3600.0
 	period := b.cfg.PeriodS
 	if period <= 0 {
-		period = math.Max(20, math.Ceil(3*coldS))
+		// Over a minute, so that each rotation's Event is written as in
+		// production: the recorder sends a repeat at most once a minute
+		// (lib/kube/event.c) and counts the others into the next one.
+		period = math.Max(65, math.Ceil(3*coldS))
 	}
 	rounds := b.cfg.Rounds
 	if rounds <= 0 {
