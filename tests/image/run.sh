@@ -286,13 +286,13 @@ dynamic() {
     # The library check can fail: with one library emptied (/dev/null mounted over it),
     # it must say so.
     a=$host
-    lib=$(cd "$work/layer-$a" 2>/dev/null && find usr/lib -name 'libz.so.*' -type f | head -n 1)
+    lib=$(cd "$work/layer-$a" 2>/dev/null && find usr/lib -name 'libcjson.so.*' -type f | head -n 1)
     if [ -n "$lib" ] && out=$(resolves "$a" "${ref[$a]}" -v "/dev/null:/$lib:ro"); then
         not_ok "image: the library check notices a broken library" "it passed with /$lib emptied"
     elif [ -n "$lib" ]; then
         ok "image: the library check notices a broken library (/$lib emptied: $(tail -n 1 <<<"$out" | sed 's/.*shared libraries: //'))"
     else
-        not_ok "image: the library check notices a broken library" "no libz in the $a layer to empty"
+        not_ok "image: the library check notices a broken library" "no libcjson in the $a layer to empty"
     fi
 }
 
