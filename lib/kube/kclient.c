@@ -213,28 +213,29 @@ out:
     return rc;
 }
 
+/* call_once, and once more after a 401 that dropped the credential. */
+static int call(cJSON **out, char *rv, struct kube_conn *k, const char *method, const char *path,
+                const char *content_type, const char *body, size_t body_len)
+{
+    bool unauthorized;
+    int rc = call_once(out, rv, k, method, path, content_type, body, body_len, &unauthorized);
+
+    if (rc == ERR_DENIED && unauthorized)
+        rc = call_once(out, rv, k, method, path, content_type, body, body_len, &unauthorized);
+    return rc;
+}
+
 int kube_call(cJSON **out, struct kube_conn *k, const char *method, const char *path,
               const char *content_type, const char *body, size_t body_len)
 {
-    bool unauthorized;
-    int rc = call_once(out, NULL, k, method, path, content_type, body, body_len, &unauthorized);
-
-    if (rc == ERR_DENIED && unauthorized)
-        rc = call_once(out, NULL, k, method, path, content_type, body, body_len, &unauthorized);
-    return rc;
+    return call(out, NULL, k, method, path, content_type, body, body_len);
 }
 
 int kube_call_rv(char rv[KUBE_RV_MAX], struct kube_conn *k, const char *method,
                  const char *path, const char *content_type, const char *body, size_t body_len)
 {
-    bool unauthorized;
-    int rc;
-
     rv[0] = '\0';
-    rc = call_once(NULL, rv, k, method, path, content_type, body, body_len, &unauthorized);
-    if (rc == ERR_DENIED && unauthorized)
-        rc = call_once(NULL, rv, k, method, path, content_type, body, body_len, &unauthorized);
-    return rc;
+    return call(NULL, rv, k, method, path, content_type, body, body_len);
 }
 
 int kube_watch(struct kube_conn *k, const char *path, http_line_fn on_line, void *ctx,

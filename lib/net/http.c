@@ -45,6 +45,7 @@ struct http_client {
     SSL *ssl;
     char conn_key[URL_HOST_MAX + 16]; /* "s|host|port" it goes to */
     bool conn_used;           /* it has carried a request (a failure on it may be its age) */
+    bool conn_proxied;        /* it goes to a proxy (http:// requests then use absolute form) */
     /* Bytes read and not yet consumed: rbuf[rpos..rlen). Wiped after each request. */
     size_t rpos, rlen;
     char rbuf[HTTP_RBUF];
@@ -170,6 +171,7 @@ static void conn_close(struct http_client *c)
     c->fd = -1;
     c->conn_key[0] = '\0';
     c->conn_used = false;
+    c->conn_proxied = false;
     OPENSSL_cleanse(c->rbuf, sizeof(c->rbuf));
     c->rpos = c->rlen = 0;
 }
@@ -464,17 +466,15 @@ static int conn_open(struct io *io, const struct url *u)
         return rc;
     }
     snprintf(c->conn_key, sizeof(c->conn_key), "%s", key);
+    c->conn_proxied = px != NULL;
     return 0;
 }
 
 /* ---- reading and writing ---- */
 
+/* A failed send or receive (a stop or an idle stream is named by the caller). */
 static int io_error(struct io *io, const char *what)
 {
-    if (io->stopped)
-        return 0;
-    if (io->idle)
-        return err_set(ERR_UNAVAILABLE, "the stream went quiet for %lds", io->idle_ms / 1000);
     if (io->timed_out)
         return err_set(ERR_UNAVAILABLE, "%s timed out", what);
     return err_set(ERR_UNAVAILABLE, "%s failed: %s", what, strerror(errno ? errno : EPIPE));
@@ -846,16 +846,14 @@ static int send_and_head(struct io *io, const struct url *u, const struct http_r
     int rc;
 
     for (int attempt = 0;; attempt++) {
-        bool reused, nothing = true, proxy;
+        bool reused, nothing = true;
         struct sbuf *msg;
 
         if ((rc = conn_open(io, u)) < 0)
             return rc;
         reused = c->conn_used;
         c->conn_used = true;
-        proxy = !u->tls && c->http_proxy.set &&
-                !(c->no_proxy && proxy_bypass(c->no_proxy, u->host));
-        msg = build_request(c, u, req, proxy);
+        msg = build_request(c, u, req, !u->tls && c->conn_proxied);
         errno = 0;
         rc = raw_write(io, sbuf_expose(msg), sbuf_len(msg));
         sbuf_free(msg);
@@ -934,7 +932,6 @@ int http_stream(struct http_resp *resp, struct http_client *c, const struct http
      * the stream by the request's (0: none); both by the idle time. */
     io.deadline_ms = clock_mono_ms() + c->opts.timeout_ms;
     rc = send_and_head(&io, &u, req, resp, &b, &keep);
-    io.idle_ms = idle_timeout_s > 0 ? idle_timeout_s * 1000 : 0;
     io.deadline_ms = req->timeout_ms ? clock_mono_ms() + req->timeout_ms : 0;
     if (rc < 0)
         return finish(&io, io.stopped ? 0 : err_wrap(rc, "stream from %s failed", req->url), false);
