@@ -78,7 +78,7 @@ bool b64_canonical(const char *src, size_t len)
 
     while (pad < 2 && len > 0 && src[len - 1] == '=')
         len--, pad++;
-    if ((len + pad) % 4 || (!pad && len % 4) || len % 4 == 1)
+    if ((len + pad) % 4)
         return false;
     for (size_t i = 0; i < len; i++)
         if (!alnum_val[(unsigned char)src[i]] && src[i] != '+' && src[i] != '/')
