@@ -911,6 +911,21 @@ int http_do(struct http_resp *out, struct http_client *c, const struct http_req 
     return finish(&io, rc, keep);
 }
 
+/* What a stream's failure rc becomes: 0 when asked to stop or when the
+ * server cut a 2xx stream (it ended); the silence named whether it came
+ * before the head or after; an over-long line as it is. */
+static int stream_error(const struct io *io, int rc, const char *url, bool cut)
+{
+    if (io->stopped || cut)
+        return 0;
+    if (io->idle)
+        return err_set(ERR_UNAVAILABLE, "stream from %s went quiet for %lds", url,
+                       io->idle_ms / 1000);
+    if (rc == ERR_TOOBIG)
+        return rc;
+    return err_wrap(rc, "stream from %s failed", url);
+}
+
 int http_stream(struct http_resp *resp, struct http_client *c, const struct http_req *req,
                 http_line_fn on_line, void *ctx, const atomic_bool *stop, long idle_timeout_s,
                 size_t max_line)
@@ -934,7 +949,7 @@ int http_stream(struct http_resp *resp, struct http_client *c, const struct http
     rc = send_and_head(&io, &u, req, resp, &b, &keep);
     io.deadline_ms = req->timeout_ms ? clock_mono_ms() + req->timeout_ms : 0;
     if (rc < 0)
-        return finish(&io, io.stopped ? 0 : err_wrap(rc, "stream from %s failed", req->url), false);
+        return finish(&io, stream_error(&io, rc, req->url, false), false);
     ok = resp->status >= 200 && resp->status <= 299;
     while (!stopv && (rc = body_next(&io, &b, &data, &len)) > 0) {
         size_t start = 0;
@@ -963,12 +978,8 @@ int http_stream(struct http_resp *resp, struct http_client *c, const struct http
     }
     if (stopv)
         rc = stopv;
-    else if (io.stopped || (rc < 0 && ok && b.cut))
-        rc = 0; /* asked to stop, or the server cut the stream: it ended */
-    else if (rc < 0 && io.idle)
-        rc = err_set(ERR_UNAVAILABLE, "stream from %s went quiet for %lds", req->url, idle_timeout_s);
-    else if (rc < 0 && rc != ERR_TOOBIG)
-        rc = err_wrap(rc, "stream from %s failed", req->url);
+    else if (rc < 0)
+        rc = stream_error(&io, rc, req->url, ok && b.cut);
     if (line.ptr)
         OPENSSL_cleanse(line.ptr, line.cap);
     buf_release(&line);

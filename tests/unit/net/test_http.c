@@ -863,6 +863,7 @@ struct sc {
     long status;
     const char *lines;      /* what on_line got, each line followed by '|' */
     const char *body;       /* resp->body; NULL: not checked */
+    const char *msg;        /* in err_msg() when rc < 0; NULL: not checked */
     int64_t min_ms, max_ms; /* how long it may take; max_ms 0: 3 s */
 };
 
@@ -924,7 +925,8 @@ static void stream_check(int line, const struct sc *x)
         pthread_join(th, NULL);
     finish(&s, c);
     if (rc != x->rc || r.status != x->status || strcmp(buf_str(&g.lines), x->lines) ||
-        (x->body && strcmp(buf_str(&r.body), x->body)) || ms < x->min_ms ||
+        (x->body && strcmp(buf_str(&r.body), x->body)) ||
+        (x->msg && !strstr(err_msg(), x->msg)) || ms < x->min_ms ||
         ms >= (x->max_ms ? x->max_ms : 3000))
         t_fail(__FILE__, line, "rc %d (%s), status %ld, lines \"%s\", body \"%s\", %lld ms", rc,
                err_msg(), r.status, buf_str(&g.lines), buf_str(&r.body), (long long)ms);
@@ -978,7 +980,7 @@ static void test_stream_cut(void)
 static void test_stream_silent_head(void)
 {
     static const struct sc x = { .reply = "", .idle_s = 1, .rc = ERR_UNAVAILABLE, .lines = "",
-                                 .min_ms = 900, .max_ms = 2500 };
+                                 .msg = "went quiet for 1s", .min_ms = 900, .max_ms = 2500 };
 
     stream_check(__LINE__, &x);
 }
@@ -989,7 +991,7 @@ static void test_stream_idle_timeout(void)
 {
     static const struct sc x = { .reply = STREAM_HEAD "2\r\na\n\r\n", .idle_s = 1,
                                  .rc = ERR_UNAVAILABLE, .status = 200, .lines = "a|",
-                                 .min_ms = 900, .max_ms = 2500 };
+                                 .msg = "went quiet for 1s", .min_ms = 900, .max_ms = 2500 };
 
     stream_check(__LINE__, &x);
 }
