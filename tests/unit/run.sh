@@ -10,7 +10,7 @@ for t in "$@"; do
     # Tests of the login check need real PostgreSQL servers: their wrapper
     # starts them, runs the binary, and stops them.
     case $t in
-    */unit/pg/test_classify) "${pre[@]}" "$t" ;; # pure: no server
+    */unit/pg/test_classify | */unit/pg/test_wire | */unit/pg/test_scram) "${pre[@]}" "$t" ;; # no server
     */unit/pg/*) tests/unit/pg/with-pg.sh "$t" ;;
     */unit/kube/test_lease) tests/unit/kube/with-kube.sh "$t" ;;
     *) "${pre[@]}" "$t" ;;
