@@ -1037,7 +1037,7 @@ int kube_config_http_opts(struct http_opts *out, const struct kube_config *cfg)
 {
     if (!cfg)
         return err_set(ERR_INVALID, "no Kubernetes configuration");
-    out->tls = (struct http_tls){
+    out->tls = (struct tls_opts){
         .ca_file = cfg->ca_file,
         .ca_pem = cfg->ca_pem,
         .cert_file = cfg->cert_file,
@@ -1049,7 +1049,7 @@ int kube_config_http_opts(struct http_opts *out, const struct kube_config *cfg)
     return 0;
 }
 
-void kube_cred_tls(struct http_tls *tls, const struct kube_cred *c)
+void kube_cred_tls(struct tls_opts *tls, const struct kube_cred *c)
 {
     if (!c->cert_pem || !c->key_pem)
         return;

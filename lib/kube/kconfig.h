@@ -184,7 +184,7 @@ int kube_config_http_opts(struct http_opts *out, const struct kube_config *cfg);
  * (replacing any static one); keep c alive until http_client_new has returned.
  * A changed c->generation with a certificate means the connection needs a new
  * http client. */
-void kube_cred_tls(struct http_tls *tls, const struct kube_cred *c);
+void kube_cred_tls(struct tls_opts *tls, const struct kube_cred *c);
 
 /* "none", "token", "token_file" or "exec", for logs. */
 const char *kube_cred_kind_name(enum kube_cred_kind kind);

@@ -16,23 +16,19 @@
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
-#include <openssl/pem.h>
 #include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 
 #include "base/clock.h"
 #include "base/err.h"
 #include "base/mem.h"
 #include "net/proxy.h"
+#include "net/tls.h"
 #include "net/url.h"
 #include "base/banned.h"
 
 #define HTTP_DEFAULT_MAX_BODY (8u << 20)
 #define HTTP_RBUF 16384        /* read buffer: one TLS record; a header line must fit */
 #define HTTP_HEADERS_MAX 100   /* header lines in one response */
-/* The system's bundle when no CA is named (Debian's ca-certificates, also in the
- * image); SSL_CERT_FILE or SSL_CERT_DIR in the environment choose another. */
-#define HTTP_CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt"
 #define HTTP_STOP_CHECK_MS 1000
 
 struct http_client {
@@ -202,87 +198,6 @@ void http_resp_release(struct http_resp *r)
     r->content_type[0] = '\0';
 }
 
-/* OpenSSL's queued errors as one line (and the queue emptied). */
-static const char *ssl_errors(char *out, size_t n)
-{
-    unsigned long e, last = 0;
-
-    while ((e = ERR_get_error()))
-        last = e;
-    if (!last)
-        return snprintf(out, n, "connection closed"), out;
-    ERR_error_string_n(last, out, n);
-    return out;
-}
-
-static int pem_to_store(X509_STORE *st, const char *pem)
-{
-    BIO *b = BIO_new_mem_buf(pem, -1);
-    X509 *x;
-    int n = 0;
-
-    while (b && (x = PEM_read_bio_X509(b, NULL, NULL, NULL))) {
-        if (X509_STORE_add_cert(st, x))
-            n++;
-        X509_free(x);
-    }
-    ERR_clear_error(); /* the end of the PEM text */
-    BIO_free(b);
-    return n;
-}
-
-static int make_ctx(struct http_client *c)
-{
-    const struct http_tls *t = &c->opts.tls;
-    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    char why[256];
-    int ok = ctx != NULL;
-
-    if (ok)
-        ok = SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    if (ok && t->ca_pem)
-        ok = pem_to_store(SSL_CTX_get_cert_store(ctx), t->ca_pem) > 0;
-    else if (ok && t->ca_file)
-        ok = SSL_CTX_load_verify_locations(ctx, t->ca_file, NULL);
-    else if (ok && !getenv("SSL_CERT_FILE") && !getenv("SSL_CERT_DIR") &&
-             access(HTTP_CA_BUNDLE, R_OK) == 0)
-        ok = SSL_CTX_load_verify_locations(ctx, HTTP_CA_BUNDLE, NULL);
-    else if (ok)
-        ok = SSL_CTX_set_default_verify_paths(ctx);
-    if (!ok)
-        goto fail;
-    if (t->cert_pem) {
-        BIO *b = BIO_new_mem_buf(t->cert_pem, -1);
-        X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
-        ok = x && SSL_CTX_use_certificate(ctx, x);
-        X509_free(x);
-        BIO_free(b);
-    } else if (t->cert_file) {
-        ok = SSL_CTX_use_certificate_chain_file(ctx, t->cert_file);
-    }
-    if (ok && t->key_pem) {
-        BIO *b = BIO_new_mem_buf(sbuf_expose(t->key_pem), (int)sbuf_len(t->key_pem));
-        EVP_PKEY *k = b ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
-        ok = k && SSL_CTX_use_PrivateKey(ctx, k);
-        EVP_PKEY_free(k);
-        BIO_free(b);
-    } else if (ok && t->key_file) {
-        ok = SSL_CTX_use_PrivateKey_file(ctx, t->key_file, SSL_FILETYPE_PEM);
-    }
-    if (!ok)
-        goto fail;
-    SSL_CTX_set_verify(ctx, t->insecure_skip_tls_verify ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
-    /* Only HTTP/1.1 is spoken: say so, so that no server picks h2. */
-    if (SSL_CTX_set_alpn_protos(ctx, (const unsigned char *)"\x08http/1.1", 9) != 0)
-        goto fail;
-    c->ctx = ctx;
-    return 0;
-fail:
-    SSL_CTX_free(ctx);
-    return err_set(ERR_TLS, "TLS options not accepted (CA, client certificate or key): %s",
-                   ssl_errors(why, sizeof(why)));
-}
-
 /* ---- waiting on a socket ---- */
 
 /* Waits for fd to be ready for ev. 1: ready; 0: the deadline, the idle time or
@@ -397,28 +312,20 @@ static int proxy_connect(struct io *io, const struct url *u)
 static int tls_start(struct io *io, const struct url *u)
 {
     struct http_client *c = io->c;
-    unsigned char ip[16];
-    bool literal = inet_pton(AF_INET, u->host, ip) == 1 || inet_pton(AF_INET6, u->host, ip) == 1;
     BIO *bio;
-    char why[256];
     int rc;
 
     if (!sock_method)
         return err_set(ERR_IO, "http_global_init was not called");
-    if (!c->ctx && (rc = make_ctx(c)) < 0)
+    /* Only HTTP/1.1 is spoken: say so, so that no server picks h2. */
+    if (!c->ctx && (rc = tls_client_ctx(&c->ctx, &c->opts.tls, "\x08http/1.1", 9)) < 0)
         return rc;
     if (!(c->ssl = SSL_new(c->ctx)) || !(bio = BIO_new(sock_method)))
         return err_set(ERR_IO, "OpenSSL could not make a connection");
     BIO_set_data(bio, &c->fd);
     SSL_set_bio(c->ssl, bio, bio);
-    if (!c->opts.tls.insecure_skip_tls_verify) {
-        int ok = literal ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), u->host)
-                         : SSL_set1_host(c->ssl, u->host);
-        if (!ok)
-            return err_set(ERR_TLS, "cannot verify the name %s", u->host);
-    }
-    if (!literal)
-        SSL_set_tlsext_host_name(c->ssl, u->host);
+    if ((rc = tls_set_peer(c->ssl, u->host, !c->opts.tls.insecure_skip_tls_verify)) < 0)
+        return rc;
     for (;;) {
         int r = SSL_connect(c->ssl), e;
         if (r == 1)
@@ -429,12 +336,7 @@ static int tls_start(struct io *io, const struct url *u)
             continue;
         if (io->timed_out || io->stopped)
             return err_set(ERR_UNAVAILABLE, "TLS handshake with %s:%u timed out", u->host, u->port);
-        long v = SSL_get_verify_result(c->ssl);
-        if (v != X509_V_OK)
-            return err_set(ERR_TLS, "TLS with %s:%u failed: the certificate is not trusted: %s",
-                           u->host, u->port, X509_verify_cert_error_string(v));
-        return err_set(ERR_TLS, "TLS with %s:%u failed: %s", u->host, u->port,
-                       ssl_errors(why, sizeof(why)));
+        return tls_handshake_failed(c->ssl, u->host, u->port);
     }
 }
 

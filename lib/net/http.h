@@ -1,9 +1,8 @@
 /* HTTP/1.1 client over OpenSSL. One struct http_client keeps one connection
  * (keep-alive, reused across calls while it goes to the same host and port):
- * use one per thread. TLS 1.2 or later is verified (the CA, the server's name or
- * IP address) unless the loudly named insecure flag is set; ALPN offers only
- * http/1.1. The system's CA bundle is /etc/ssl/certs/ca-certificates.crt unless
- * SSL_CERT_FILE or SSL_CERT_DIR say otherwise.
+ * use one per thread. TLS is verified as net/tls.h says (TLS 1.2 or later, the
+ * CA, the server's name or IP address) unless the loudly named insecure flag
+ * is set; ALPN offers only http/1.1.
  *
  * Proxies come from the environment when the client is made, as curl and Go
  * read them: https:// URLs go through a CONNECT tunnel to https_proxy (or
@@ -26,19 +25,10 @@
 
 #include "base/buf.h"
 #include "base/sbuf.h"
-
-struct http_tls {
-    const char *ca_file;         /* PEM bundle to trust; NULL: system bundle */
-    const char *ca_pem;          /* PEM text to trust instead of ca_file */
-    const char *cert_file;       /* client certificate (PEM) */
-    const char *cert_pem;
-    const char *key_file;        /* client key (PEM) */
-    const struct sbuf *key_pem;
-    bool insecure_skip_tls_verify; /* never by default; named so it is seen */
-};
+#include "net/tls.h"
 
 struct http_opts {
-    struct http_tls tls;
+    struct tls_opts tls;
     long connect_timeout_ms; /* default 5000 */
     long timeout_ms;         /* whole request; default 30000; 0 in a stream means none */
     size_t max_body;         /* response cap; default 8 MiB */

@@ -37,6 +37,7 @@
 #include "base/sbuf.h"
 #include "base/sleep.h"
 #include "net/http.h"
+#include "testpki.h"
 
 /* In a canned reply: what came before goes out as its own write (its own TLS
  * record), then a pause, so that the client reads it apart from what follows. */
@@ -266,74 +267,6 @@ static struct {
      * only; the first, requiring a client certificate from the CA */
     SSL_CTX *good, *untrusted, *other_name, *mtls;
 } pki;
-
-/* A certificate for key named cn, signed by issuer_key for issuer; with no
- * issuer a self-signed CA. san: the subjectAltName, or NULL. NULL when it
- * could not be signed. (The setters fail only without memory, and a
- * certificate short of a part fails the TLS tests: it cannot pass them.) */
-static X509 *make_cert(EVP_PKEY *key, const char *cn, const char *san, X509 *issuer,
-                       EVP_PKEY *issuer_key)
-{
-    const struct {
-        int nid;
-        const char *value;
-    } ext[] = { { NID_basic_constraints, issuer ? NULL : "critical,CA:TRUE" },
-                { NID_key_usage, issuer ? NULL : "critical,keyCertSign,cRLSign" },
-                { NID_subject_alt_name, san } };
-    static long serial;
-    X509 *x = X509_new();
-    X509_NAME *name;
-    X509V3_CTX v;
-
-    if (!x)
-        return NULL;
-    name = X509_get_subject_name(x);
-    X509_set_version(x, X509_VERSION_3);
-    ASN1_INTEGER_set(X509_get_serialNumber(x), ++serial);
-    X509_gmtime_adj(X509_getm_notBefore(x), -3600);
-    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
-    X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : name);
-    X509_set_pubkey(x, key);
-    X509V3_set_ctx_nodb(&v);
-    X509V3_set_ctx(&v, issuer ? issuer : x, x, NULL, NULL, 0);
-    for (size_t i = 0; i < sizeof(ext) / sizeof(ext[0]); i++) {
-        X509_EXTENSION *e =
-            ext[i].value ? X509V3_EXT_conf_nid(NULL, &v, ext[i].nid, ext[i].value) : NULL;
-        if (e)
-            X509_add_ext(x, e, -1);
-        X509_EXTENSION_free(e);
-    }
-    if (X509_sign(x, issuer ? issuer_key : key, EVP_sha256()) > 0)
-        return x;
-    X509_free(x);
-    return NULL;
-}
-
-/* PEM text of x, or of k when x is NULL (free()), also written to path;
- * NULL on failure. */
-static char *pem(X509 *x, EVP_PKEY *k, const char *path)
-{
-    BIO *b = BIO_new(BIO_s_mem());
-    char *data, *out = NULL;
-    FILE *f = NULL;
-    long n;
-
-    if (b && (x ? PEM_write_bio_X509(b, x) : PEM_write_bio_PrivateKey(b, k, 0, 0, 0, 0, 0)) &&
-        (n = BIO_get_mem_data(b, &data)) > 0 && (f = fopen(path, "w")) &&
-        fwrite(data, 1, (size_t)n, f) == (size_t)n && (out = malloc((size_t)n + 1))) {
-        /* not strndup: the bytes are not NUL-terminated, and ASan's strndup
-         * reads one past n when no NUL comes before it */
-        memcpy(out, data, (size_t)n);
-        out[n] = '\0';
-    }
-    if (f && fclose(f) != 0) {
-        free(out);
-        out = NULL;
-    }
-    BIO_free(b);
-    return out;
-}
 
 /* A server side with leaf and key; client_ca: require a client certificate from it. */
 static SSL_CTX *server_ctx(X509 *leaf, EVP_PKEY *key, X509 *client_ca)
@@ -799,7 +732,7 @@ static void test_unreachable(void)
 /* A GET of https://host:<port>/ by a client with tls from a new server with
  * ctx, which must end in rc (0: with 200 "ok"); peer (256 bytes, or NULL)
  * gets the subject of the client certificate as the server saw it. */
-static void tls_check(int line, SSL_CTX *ctx, const struct http_tls *tls, const char *host, int rc,
+static void tls_check(int line, SSL_CTX *ctx, const struct tls_opts *tls, const char *host, int rc,
                       char *peer)
 {
     const struct step st[] = {
@@ -817,9 +750,9 @@ static void tls_check(int line, SSL_CTX *ctx, const struct http_tls *tls, const 
 
 static void test_tls_verification(void)
 {
-    const struct http_tls pem = { .ca_pem = pki.ca_pem }, file = { .ca_file = pki.ca_file };
-    const struct http_tls system = { 0 };
-    const struct http_tls insecure = { .ca_pem = pki.ca_pem, .insecure_skip_tls_verify = true };
+    const struct tls_opts pem = { .ca_pem = pki.ca_pem }, file = { .ca_file = pki.ca_file };
+    const struct tls_opts system = { 0 };
+    const struct tls_opts insecure = { .ca_pem = pki.ca_pem, .insecure_skip_tls_verify = true };
 
     TLS_CHECK(pki.good, &pem, "127.0.0.1", 0, NULL);
     TLS_CHECK(pki.good, &file, "127.0.0.1", 0, NULL);
@@ -834,11 +767,11 @@ static void test_tls_verification(void)
 
 static void test_tls_client_certificate(void)
 {
-    const struct http_tls pem = { .ca_pem = pki.ca_pem, .cert_pem = pki.client_pem,
+    const struct tls_opts pem = { .ca_pem = pki.ca_pem, .cert_pem = pki.client_pem,
                                   .key_pem = pki.client_key };
-    const struct http_tls files = { .ca_pem = pki.ca_pem, .cert_file = pki.cert_file,
+    const struct tls_opts files = { .ca_pem = pki.ca_pem, .cert_file = pki.cert_file,
                                     .key_file = pki.key_file };
-    const struct http_tls none = { .ca_pem = pki.ca_pem };
+    const struct tls_opts none = { .ca_pem = pki.ca_pem };
     char peer[256];
 
     TLS_CHECK(pki.mtls, &pem, "127.0.0.1", 0, peer);
