@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The layering rule: lib/ is layered base < net < kube < idp, pg < rot < app, and
-# cmd/ on top. A module includes only its own layer's headers and those of the
-# layers below it; idp and pg are side by side and include neither the other.
+# The layering rule: lib/ is layered base < net < kube < idp, pg < rot, proxy < app,
+# and cmd/ on top. A module includes only its own layer's headers and those of the
+# layers below it; idp and pg are side by side and include neither the other, and
+# so are rot and proxy.
 # Prints TAP lines: one per layer, and one that proves the check fails on an
 # upward include (a copy of the tree with one added).
 #
@@ -12,7 +13,7 @@ cd "$(dirname "$0")/../.." || exit 1
 
 rank() {
     case $1 in
-    base) echo 0 ;; net) echo 1 ;; kube) echo 2 ;; idp | pg) echo 3 ;; rot) echo 4 ;;
+    base) echo 0 ;; net) echo 1 ;; kube) echo 2 ;; idp | pg) echo 3 ;; rot | proxy) echo 4 ;;
     app) echo 5 ;; cmd) echo 6 ;; *) echo -1 ;;
     esac
 }
@@ -48,7 +49,7 @@ root=$PWD
 [ "${1:-}" = --dir ] && root=$2
 failed=0
 out=$(violations "$root")
-for layer in base net kube idp pg rot app cmd; do
+for layer in base net kube idp pg rot proxy app cmd; do
     bad=$(echo "$out" | grep -E "^(lib|cmd)/$layer/" || true)
     [ "$layer" = cmd ] && bad=$(echo "$out" | grep -E '^cmd/' || true)
     if [ -z "$bad" ]; then
@@ -58,7 +59,7 @@ for layer in base net kube idp pg rot app cmd; do
         failed=1
     fi
 done
-other=$(echo "$out" | grep -vE '^(lib/(base|net|kube|idp|pg|rot|app)|cmd)/' | grep . || true)
+other=$(echo "$out" | grep -vE '^(lib/(base|net|kube|idp|pg|rot|proxy|app)|cmd)/' | grep . || true)
 if [ -n "$other" ]; then
     echo "not ok - layers: $(echo "$other" | tr '\n' ';')"
     failed=1
