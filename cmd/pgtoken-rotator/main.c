@@ -10,6 +10,7 @@
 #include "app/cli.h"
 #include "app/config.h"
 #include "app/controller.h"
+#include "app/proxycmd.h"
 #include "base/err.h"
 #include "base/flag.h"
 #include "base/log.h"
@@ -29,6 +30,8 @@ static void usage(FILE *f)
                "  run        run the controller (the default); see run --help\n"
                "  token      mint a token (or render DATABASE_URL) and print it; see token --help\n"
                "  check      mint a token and try a login; print the result; see check --help\n"
+               "  proxy      a local PostgreSQL auth proxy that logs in with fresh tokens;\n"
+               "             see proxy --help\n"
                "  version    print the version\n"
                "  help       this text\n\n"
                "exit status: 0 success, 1 runtime failure, 2 usage or configuration error\n");
@@ -103,6 +106,45 @@ static int cmd_run(int argc, char **argv)
     return rc < 0 ? 1 : 0;
 }
 
+static int cmd_proxy(int argc, char **argv)
+{
+    struct proxycmd_opts o;
+    sigset_t set;
+    pthread_t sig_th;
+    int rc;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    rc = proxycmd_parse(&o, argc, argv);
+    if (rc == FLAG_HELP) {
+        proxycmd_usage(stdout);
+        return 0;
+    }
+    if (rc < 0) {
+        fprintf(stderr, "pgtoken-rotator proxy: %s\n", err_msg());
+        return 2;
+    }
+    log_set_level((enum log_level)log_parse_level(o.log_level));
+    log_set_format((enum log_format)log_parse_format(o.log_format));
+    signal(SIGPIPE, SIG_IGN);
+    if (http_global_init() < 0)
+        return 1;
+    if ((rc = pthread_create(&sig_th, NULL, signal_main, &set)) != 0) {
+        log_error("startup_failed", LOG_STR("detail", "cannot start the signal thread"),
+                  LOG_STR("error", strerror(rc)));
+        http_global_cleanup();
+        return 1;
+    }
+    rc = proxycmd_run(&o, &stop);
+    if (!atomic_load(&signal_done))
+        kill(getpid(), SIGTERM);
+    pthread_join(sig_th, NULL);
+    http_global_cleanup();
+    return rc;
+}
+
 /* version takes no flags; it parses them all the same, so that it answers --help and
  * refuses what it does not know like every other command. */
 static int cmd_version(int argc, char **argv)
@@ -136,6 +178,8 @@ int main(int argc, char **argv)
     if (argc < 2 || !strcmp(argv[1], "run") || argv[1][0] == '-')
         return cmd_run(argc > 1 && !strcmp(argv[1], "run") ? argc - 1 : argc,
                        argc > 1 && !strcmp(argv[1], "run") ? argv + 1 : argv);
+    if (!strcmp(argv[1], "proxy"))
+        return cmd_proxy(argc - 1, argv + 1);
     if (!strcmp(argv[1], "token") || !strcmp(argv[1], "check")) {
         int rc;
         log_set_level(LOG_WARN);

@@ -183,27 +183,33 @@ void cli_opts_release(struct cli_opts *o)
     memset(o, 0, sizeof(*o));
 }
 
-static int mint(struct idp_token *tok, struct idp **who, const struct cli_opts *o)
+int cli_identity(struct idp **out, const char *source, const char *client_id,
+                 const char *authority_host, bool insecure_http_authority)
 {
     struct idp_wi_opts wo;
+    int rc;
+
+    if (source && !strcmp(source, "imds")) {
+        struct idp_imds_opts io = { .client_id = client_id };
+        return idp_imds_new(out, &io);
+    }
+    if ((rc = idp_wi_opts_from_env(&wo)) < 0)
+        return rc;
+    if (authority_host)
+        wo.authority_host = authority_host;
+    wo.allow_http_authority = insecure_http_authority;
+    return idp_wi_new(out, &wo);
+}
+
+static int mint(struct idp_token *tok, struct idp **who, const struct cli_opts *o)
+{
     struct http_opts ho = { 0 };
     struct http_client *http = NULL;
     int rc;
 
-    if (o->identity_source && !strcmp(o->identity_source, "imds")) {
-        struct idp_imds_opts io = { .client_id = o->client_id };
-        if ((rc = idp_imds_new(who, &io)) < 0)
-            return rc;
-        goto minted_by;
-    }
-    if ((rc = idp_wi_opts_from_env(&wo)) < 0)
+    if ((rc = cli_identity(who, o->identity_source, o->client_id, o->authority_host,
+                           o->insecure_http_authority)) < 0)
         return rc;
-    if (o->authority_host)
-        wo.authority_host = o->authority_host;
-    wo.allow_http_authority = o->insecure_http_authority;
-    if ((rc = idp_wi_new(who, &wo)) < 0)
-        return rc;
-minted_by:
     ho.tls.ca_file = o->identity_ca_file;
     if ((rc = http_client_new(&http, &ho)) < 0)
         return rc;

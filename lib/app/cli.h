@@ -12,6 +12,7 @@
 #include <stdbool.h>
 
 struct cJSON;
+struct idp;
 
 enum cli_exit {
     CLI_OK = 0,
@@ -56,5 +57,13 @@ struct cli_opts {
  * Otherwise *out is zeroed (releasing it is harmless). */
 int cli_parse(struct cli_opts *out, int argc, char **argv);
 void cli_opts_release(struct cli_opts *o);
+
+/* The identity the identity flags name (token, check and proxy take them): workload identity
+ * from the environment (authority_host, when set, in place of AZURE_AUTHORITY_HOST; an
+ * http:// one only with insecure_http_authority), or the node's managed identity through IMDS
+ * when source is "imds" (client_id: a user-assigned one). 0 and *out (idp_free); ERR_NOTFOUND
+ * when the pod has no workload identity; ERR_INVALID as idp_wi_new. */
+int cli_identity(struct idp **out, const char *source, const char *client_id,
+                 const char *authority_host, bool insecure_http_authority);
 
 #endif

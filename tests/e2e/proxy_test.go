@@ -1,0 +1,220 @@
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"pgtoken-rotator/tests/stack"
+)
+
+// proxy is a running `pgtoken-rotator proxy` in front of the stack's PostgreSQL.
+type proxy struct {
+	w    *world
+	p    *stack.Proc
+	port int
+	ops  string // http://host:port of /metrics and /healthz
+}
+
+// startProxy starts the proxy as the controller's identity (its role) for database app, with
+// the stack's CA for the server and Entra, on a free loopback port; extra flags are added.
+func (w *world) startProxy(name string, extra ...string) *proxy {
+	w.t.Helper()
+	ca := w.s.PKI + "/ca.crt"
+	px := &proxy{w: w, port: opsFreePort(w.t)}
+	ops := fmt.Sprintf("127.0.0.1:%d", opsFreePort(w.t))
+	px.ops = "http://" + ops
+	args := append([]string{"proxy", "--listen", fmt.Sprintf("127.0.0.1:%d", px.port),
+		"--host", "localhost", "--port", fmt.Sprint(w.s.PGPort), "--user", stack.ControllerRole,
+		"--database", "app", "--db-ca-file", ca, "--identity-ca-file", ca, "--metrics-addr", ops,
+		"--log-level", "debug"}, extra...)
+	var err error
+	if px.p, err = w.s.Spawn(name, w.s.ControllerEnv(), w.s.Bin, args...); err != nil {
+		w.t.Fatalf("proxy: %v", err)
+	}
+	w.t.Cleanup(func() { px.stop() })
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", px.port), time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) || px.p.Exited() {
+			w.t.Fatalf("the proxy does not listen: %v\n%s", err, tail(px.p.Output(), 30))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return px
+}
+
+// stop ends the proxy with SIGTERM: it must exit 0 (no sanitizer report, no leak), and its
+// log must hold no token.
+func (px *proxy) stop() {
+	if px.p == nil {
+		return
+	}
+	err := px.p.Stop(20 * time.Second)
+	out := px.p.Output()
+	sanitized.add(err == nil, sanitizerRe.FindString(out))
+	if err != nil {
+		px.w.t.Errorf("proxy exit: %v\n%s", err, tail(out, 40))
+	}
+	px.w.checkNoLeak(out, "proxy log")
+	px.p = nil
+}
+
+// url is what an app puts in DATABASE_URL: no token, never changes.
+func (px *proxy) url(user, db string) string {
+	return fmt.Sprintf("postgresql://%s@127.0.0.1:%d/%s?sslmode=disable", user, px.port, db)
+}
+
+// query runs one psql command through the proxy and returns its output.
+func (px *proxy) query(uri, sql string) (string, error) {
+	cmd := exec.Command("psql", uri, "-Atqc", sql)
+	cmd.Env = append(os.Environ(), "PGCONNECT_TIMEOUT=10")
+	out, err := cmd.CombinedOutput()
+	s := string(out)
+	px.w.checkNoLeak(s, "psql through the proxy")
+	if err != nil {
+		return s, fmt.Errorf("psql: %v: %s", err, redact(s))
+	}
+	return strings.TrimSpace(s), nil
+}
+
+// session is one long-lived psql through the proxy, fed statements on stdin.
+type session struct {
+	cmd *exec.Cmd
+	in  io.WriteCloser
+	out *bufio.Reader
+}
+
+func (px *proxy) openSession(uri string) *session {
+	px.w.t.Helper()
+	cmd := exec.Command("psql", uri, "-Atq", "-v", "ON_ERROR_STOP=0")
+	cmd.Env = append(os.Environ(), "PGCONNECT_TIMEOUT=10")
+	in, _ := cmd.StdinPipe()
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		px.w.t.Fatal(err)
+	}
+	s := &session{cmd: cmd, in: in, out: bufio.NewReader(pr)}
+	px.w.t.Cleanup(func() { in.Close(); cmd.Wait(); pw.Close() })
+	return s
+}
+
+// ask runs sql and returns its one line of output.
+func (s *session) ask(sql string) (string, error) {
+	if _, err := fmt.Fprintf(s.in, "%s;\n", sql); err != nil {
+		return "", err
+	}
+	type line struct {
+		s   string
+		err error
+	}
+	ch := make(chan line, 1)
+	go func() { l, err := s.out.ReadString('\n'); ch <- line{strings.TrimSpace(l), err} }()
+	select {
+	case l := <-ch:
+		return l.s, l.err
+	case <-time.After(15 * time.Second):
+		return "", fmt.Errorf("no answer to %q in 15 s", sql)
+	}
+}
+
+// The proxy's core promise: with tokens that live 30 s, new connections made every second
+// for 80 s (more than two token lifetimes) all log in through one constant URL, and a
+// connection opened at the start keeps working the whole time. The control: the same loop
+// with the URL holding the first token fails once that token has expired.
+func TestProxyFreshTokenPerConnection(t *testing.T) {
+	apiNeutral(t)
+	w := newWorld(t, stack.Options{TokenLifetime: 30 * time.Second})
+	px := w.startProxy("proxy")
+	uri := px.url(stack.ControllerRole, "app")
+	if user, err := px.query(uri, "select current_user"); err != nil || user != stack.ControllerRole {
+		t.Fatalf("first login through the proxy: %q %v\n%s", user, err, tail(px.p.Output(), 30))
+	}
+	long := px.openSession(uri)
+	if got, err := long.ask("select 41 + 1"); err != nil || got != "42" {
+		t.Fatalf("long session: %q %v", got, err)
+	}
+	// the control: a URL holding the token the first login used
+	out, _, code := w.cli("token", "--identity-ca-file", w.s.PKI+"/ca.crt")
+	first := strings.TrimSpace(out)
+	if code != 0 {
+		t.Fatalf("token: exit %d", code)
+	}
+	w.seen[first] = true
+	direct := fmt.Sprintf("postgresql://%s:%s@localhost:%d/app?sslmode=verify-full&sslrootcert=%s",
+		stack.ControllerRole, first, w.s.PGPort, w.s.PKI+"/ca.crt")
+	start := time.Now()
+	logins, controlFailed := 0, false
+	for time.Since(start) < 80*time.Second {
+		if user, err := px.query(uri, "select current_user"); err != nil || user != stack.ControllerRole {
+			t.Fatalf("login %d through the proxy after %v: %q %v\n%s", logins+1,
+				time.Since(start).Round(time.Second), user, err, tail(px.p.Output(), 30))
+		}
+		logins++
+		if got, err := long.ask(fmt.Sprintf("select %d", logins)); err != nil || got != fmt.Sprint(logins) {
+			t.Fatalf("the long session stopped answering after %v: %q %v", time.Since(start), got, err)
+		}
+		if !controlFailed {
+			if _, err := w.psql(direct); err != nil {
+				controlFailed = true
+				t.Logf("control: the first token stopped logging in after %v", time.Since(start).Round(time.Second))
+			}
+		}
+		time.Sleep(time.Second)
+	}
+	if !controlFailed {
+		t.Errorf("control: the URL holding the first token still logs in after 80 s: the test proves nothing")
+	}
+	minted := strings.Count(px.p.Output(), `"msg":"proxy_token_minted"`)
+	if minted < 3 {
+		t.Errorf("the proxy minted %d tokens in 80 s of 30 s tokens; want at least 3", minted)
+	}
+	t.Logf("%d logins through the proxy, %d tokens minted", logins, minted)
+}
+
+// What a client is told when it asks for what is not served, and when there is no token.
+func TestProxyRefusals(t *testing.T) {
+	apiNeutral(t)
+	w := newWorld(t, stack.Options{})
+	px := w.startProxy("proxy")
+	if _, err := px.query(px.url("someone-else", "app"), "select 1"); err == nil ||
+		!strings.Contains(err.Error(), `role "someone-else" is not served here`) {
+		t.Errorf("wrong role: %v", err)
+	}
+	if _, err := px.query(px.url(stack.ControllerRole, "otherdb"), "select 1"); err == nil ||
+		!strings.Contains(err.Error(), `database "otherdb" is not served here`) {
+		t.Errorf("wrong database: %v", err)
+	}
+	if user, err := px.query(px.url(stack.ControllerRole, "app"), "select current_user"); err != nil || user != stack.ControllerRole {
+		t.Fatalf("after refusals: %q %v", user, err)
+	}
+	// no token: a proxy whose identity endpoint always fails
+	w.entra("POST", "faults", map[string]any{"endpoint": "token", "status": 400, "count": 1000})
+	bad := w.startProxy("proxy-no-token")
+	if _, err := bad.query(bad.url(stack.ControllerRole, "app"), "select 1"); err == nil ||
+		!strings.Contains(err.Error(), "could not get a token to log in to localhost") {
+		t.Errorf("no token: %v", err)
+	}
+}
+
+// A wrong CA for the server: the login is refused with the TLS reason, never sent in the clear.
+func TestProxyUpstreamTLS(t *testing.T) {
+	apiNeutral(t)
+	w := newWorld(t, stack.Options{})
+	px := w.startProxy("proxy", "--db-ca-file", w.s.PKI+"/wrong-ca.crt")
+	_, err := px.query(px.url(stack.ControllerRole, "app"), "select 1")
+	if err == nil || !strings.Contains(err.Error(), "the certificate is not trusted") {
+		t.Errorf("untrusted server: %v", err)
+	}
+}
