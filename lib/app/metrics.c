@@ -95,6 +95,11 @@ void metrics_free(struct metrics *m)
     free(m);
 }
 
+struct prom *metrics_registry(struct metrics *m)
+{
+    return m->reg;
+}
+
 /* The listener's handle on a scrape of the registry. */
 struct metrics_scrape {
     struct prom_scrape *s;

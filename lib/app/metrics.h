@@ -31,6 +31,8 @@ struct metrics;
  * fine). */
 struct metrics *metrics_new(void);
 void metrics_free(struct metrics *m);
+/* m's registry, for families registered elsewhere (the proxy's: app/pxmetrics.h). */
+struct prom *metrics_registry(struct metrics *m);
 
 /* The exposition of every family of m, a piece at a time: prom_scrape_start,
  * prom_scrape_read and prom_scrape_free (base/prom.h) on m's registry, with

@@ -9,6 +9,7 @@
 
 #include "app/cli.h"
 #include "app/httpd.h"
+#include "app/pxmetrics.h"
 #include "base/err.h"
 #include "base/flag.h"
 #include "base/log.h"
@@ -270,6 +271,8 @@ int proxycmd_run(const struct proxycmd_opts *o, const atomic_bool *stop)
     struct keeper *k = NULL;
     struct httpd *h = NULL;
     struct httpd_opts hopts = { .addr = o->metrics_addr };
+    struct metrics *metrics = NULL;
+    struct pxmetrics *pxm = NULL;
     SSL_CTX *up_ctx = NULL, *cl_ctx = NULL;
     char host[128];
     int rc, status = 2;
@@ -300,16 +303,22 @@ int proxycmd_run(const struct proxycmd_opts *o, const atomic_bool *stop)
     if ((rc = keeper_start(&k, &ko)) < 0)
         goto out;
     so.keeper = k;
-    if ((rc = httpd_start(&h, &hopts)) < 0) {
-        status = 2;
-        goto out;
-    }
-    so.on_tick = heartbeat;
-    so.tick_ctx = h;
     if ((rc = proxy_server_new(&srv, &so)) < 0) {
         status = 2;
         goto out;
     }
+    if (!httpd_addr_off(o->metrics_addr)) {
+        metrics = metrics_new();
+        if ((rc = pxmetrics_register(&pxm, metrics, proxy_server_stats(srv),
+                                     keeper_stats(k))) < 0)
+            goto out;
+        hopts.metrics = metrics;
+    }
+    if ((rc = httpd_start(&h, &hopts)) < 0) {
+        status = 2;
+        goto out;
+    }
+    proxy_server_on_tick(srv, heartbeat, h);
     log_info("proxy_listening", LOG_STR("listen", o->listen), LOG_I64("port",
              proxy_server_port(srv)), LOG_STR("upstream", o->host), LOG_I64("upstream_port",
              o->port), LOG_STR("user", o->user), LOG_STR("database", o->database),
@@ -321,6 +330,8 @@ out:
     if (rc < 0)
         log_error(status == 2 ? "invalid_configuration" : "proxy_failed", LOG_ERR(rc));
     httpd_stop(h);
+    metrics_free(metrics);
+    pxmetrics_free(pxm);
     proxy_server_free(srv);
     keeper_stop(k);
     if (so.password)

@@ -91,6 +91,8 @@ struct proxy_server {
     int nfree;
     uint32_t gen;
     char *scratch;
+    void (*on_tick)(void *ctx);
+    void *tick_ctx;
     struct proxy_server_stats stats;
 };
 
@@ -880,6 +882,12 @@ struct proxy_server_stats *proxy_server_stats(struct proxy_server *s)
     return &s->stats;
 }
 
+void proxy_server_on_tick(struct proxy_server *s, void (*fn)(void *ctx), void *ctx)
+{
+    s->on_tick = fn;
+    s->tick_ctx = ctx;
+}
+
 int proxy_server_run(struct proxy_server *srv, const atomic_bool *stop, long drain_ms)
 {
     struct epoll_event evs[128];
@@ -902,8 +910,8 @@ int proxy_server_run(struct proxy_server *srv, const atomic_bool *stop, long dra
         if (now - last_tick >= TICK_MS) {
             tick(srv);
             reap(srv);
-            if (srv->o.on_tick)
-                srv->o.on_tick(srv->o.tick_ctx);
+            if (srv->on_tick)
+                srv->on_tick(srv->tick_ctx);
             last_tick = now;
         }
         if (!drain_end && atomic_load(stop)) {

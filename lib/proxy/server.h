@@ -39,8 +39,6 @@ struct proxy_server_opts {
     struct keeper *keeper; /* the token and the upstream's addresses */
     long login_timeout_ms; /* both logins together; 0: the default */
     int max_conns;         /* clients at once; 0: the default */
-    void (*on_tick)(void *ctx); /* called every 200 ms from the loop (a heartbeat); may be NULL */
-    void *tick_ctx;
 };
 
 struct proxy_server_stats {
@@ -60,6 +58,8 @@ struct proxy_server;
 int proxy_server_new(struct proxy_server **out, const struct proxy_server_opts *o);
 unsigned proxy_server_port(const struct proxy_server *s);
 struct proxy_server_stats *proxy_server_stats(struct proxy_server *s);
+/* fn(ctx) is called every 200 ms from the loop (a heartbeat for /healthz). */
+void proxy_server_on_tick(struct proxy_server *s, void (*fn)(void *ctx), void *ctx);
 /* Runs until *stop (looked at every 200 ms), then drains (see above). 0, or
  * ERR_IO when epoll fails. */
 int proxy_server_run(struct proxy_server *s, const atomic_bool *stop, long drain_ms);

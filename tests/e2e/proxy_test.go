@@ -181,6 +181,32 @@ func TestProxyFreshTokenPerConnection(t *testing.T) {
 		t.Errorf("the proxy minted %d tokens in 80 s of 30 s tokens; want at least 3", minted)
 	}
 	t.Logf("%d logins through the proxy, %d tokens minted", logins, minted)
+	text, err := scrape(px.ops + "/metrics")
+	if err != nil {
+		t.Fatalf("/metrics: %v", err)
+	}
+	px.w.checkNoLeak(text, "proxy /metrics")
+	for _, c := range []struct {
+		name, labels string
+		min          float64
+	}{
+		{"pgtoken_rotator_proxy_connections_total", `result="ok"`, float64(logins + 1)},
+		{"pgtoken_rotator_proxy_connections_open", "", 1},
+		{"pgtoken_rotator_proxy_token_requests_total", `result="ok"`, float64(minted)},
+		{"pgtoken_rotator_proxy_token_expiry_timestamp_seconds", "", float64(time.Now().Unix())},
+		{"pgtoken_rotator_proxy_bytes_total", `direction="client"`, 1000},
+		{"pgtoken_rotator_proxy_login_duration_seconds_count", "", float64(logins + 1)},
+	} {
+		if v, ok := metricValue(text, c.name, c.labels); !ok || v < c.min {
+			t.Errorf("%s{%s} = %v (found %v), want at least %v", c.name, c.labels, v, ok, c.min)
+		}
+	}
+	if v, _ := metricValue(text, "pgtoken_rotator_proxy_connections_total", `result="refused"`); v != 0 {
+		t.Errorf("refused logins counted: %v", v)
+	}
+	if body, err := scrape(px.ops + "/healthz"); err != nil || !strings.Contains(body, "ok") {
+		t.Errorf("/healthz: %q %v", body, err)
+	}
 }
 
 // What a client is told when it asks for what is not served, and when there is no token.
@@ -198,6 +224,11 @@ func TestProxyRefusals(t *testing.T) {
 	}
 	if user, err := px.query(px.url(stack.ControllerRole, "app"), "select current_user"); err != nil || user != stack.ControllerRole {
 		t.Fatalf("after refusals: %q %v", user, err)
+	}
+	if text, err := scrape(px.ops + "/metrics"); err != nil {
+		t.Errorf("/metrics: %v", err)
+	} else if v, _ := metricValue(text, "pgtoken_rotator_proxy_connections_total", `result="refused"`); v != 2 {
+		t.Errorf("refused logins counted %v, want 2", v)
 	}
 	// no token: a proxy whose identity endpoint always fails
 	w.entra("POST", "faults", map[string]any{"endpoint": "token", "status": 400, "count": 1000})
