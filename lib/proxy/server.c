@@ -50,7 +50,8 @@ struct side {
     bool connecting;   /* a non-blocking connect is under way */
     bool rd_blocked, wr_blocked;
     uint32_t rd_wants, wr_wants, hs_wants; /* epoll events the last step waits for */
-    uint32_t mask;     /* registered */
+    uint32_t mask;     /* the events asked of epoll */
+    bool registered;   /* the fd is in the epoll set (with mask, which may be 0) */
     bool eof;
     struct buf out;    /* to send on this side */
     bool out_secret;   /* out held a password: wipe it when drained */
@@ -132,6 +133,7 @@ static void side_close(struct proxy_server *srv, struct side *sd)
         close(sd->fd);
         sd->fd = -1;
     }
+    sd->registered = false;
     if (sd->out.ptr)
         OPENSSL_cleanse(sd->out.ptr, sd->out.cap);
     buf_release(&sd->out);
@@ -234,10 +236,12 @@ static void set_mask(struct proxy_server *srv, struct side *sd, uint32_t mask)
 {
     struct epoll_event ev = { .events = mask, .data.ptr = sd };
 
-    if (sd->fd < 0 || mask == sd->mask)
+    if (sd->fd < 0 || (sd->registered && mask == sd->mask))
         return;
-    if (epoll_ctl(srv->ep, sd->mask ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, sd->fd, &ev) == 0)
+    if (epoll_ctl(srv->ep, sd->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, sd->fd, &ev) == 0) {
         sd->mask = mask;
+        sd->registered = true;
+    }
 }
 
 /* ---- connections ---- */

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"bufio"
+	"crypto/md5"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
@@ -33,7 +35,7 @@ func (w *world) startProxy(name string, extra ...string) *proxy {
 	args := append([]string{"proxy", "--listen", fmt.Sprintf("127.0.0.1:%d", px.port),
 		"--host", "localhost", "--port", fmt.Sprint(w.s.PGPort), "--user", stack.ControllerRole,
 		"--database", "app", "--db-ca-file", ca, "--identity-ca-file", ca, "--metrics-addr", ops,
-		"--log-level", "debug"}, extra...)
+		"--log-level", "debug", "--drain-timeout", "5"}, extra...)
 	var err error
 	if px.p, err = w.s.Spawn(name, w.s.ControllerEnv(), w.s.Bin, args...); err != nil {
 		w.t.Fatalf("proxy: %v", err)
@@ -247,5 +249,171 @@ func TestProxyUpstreamTLS(t *testing.T) {
 	_, err := px.query(px.url(stack.ControllerRole, "app"), "select 1")
 	if err == nil || !strings.Contains(err.Error(), "the certificate is not trusted") {
 		t.Errorf("untrusted server: %v", err)
+	}
+}
+
+// Protocol edges through the proxy, with psql: a CancelRequest reaches the server session
+// that runs the query; COPY out of a large result and COPY in pass byte for byte; TLS to the
+// client when it asks; the server ending a session mid-query reaches the client as its error.
+func TestProxyProtocolEdges(t *testing.T) {
+	apiNeutral(t)
+	w := newWorld(t, stack.Options{})
+	pki := w.s.PKI
+	px := w.startProxy("proxy", "--client-tls-cert", pki+"/server.crt", "--client-tls-key", pki+"/server.key")
+	uri := px.url(stack.ControllerRole, "app")
+
+	// cancel: psql sends a CancelRequest on SIGINT
+	cmd := exec.Command("psql", uri, "-Atqc", "select pg_sleep(60)")
+	cmd.Env = append(os.Environ(), "PGCONNECT_TIMEOUT=10")
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		n, _ := w.s.PSQLAdmin("select count(*) from pg_stat_activity where query = 'select pg_sleep(60)' and state = 'active'")
+		if strings.TrimSpace(n) == "1" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the query never ran upstream: %s", out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	start := time.Now()
+	cmd.Process.Signal(os.Interrupt)
+	err := cmd.Wait()
+	if err == nil || !strings.Contains(out.String(), "canceling statement due to user request") ||
+		time.Since(start) > 10*time.Second {
+		t.Errorf("cancel: %v after %v: %s\n%s", err, time.Since(start), out.String(), tail(px.p.Output(), 20))
+	}
+
+	// COPY out: 200,000 rows (a large result), every one
+	cmd = exec.Command("psql", uri, "-Atqc", "copy (select g, md5(g::text) from generate_series(1, 200000) g) to stdout")
+	b, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("copy out: %v", err)
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) != 200000 || lines[199999] != "200000\t"+md5hex("200000") {
+		t.Errorf("copy out: %d rows, last %q", len(lines), lines[len(lines)-1])
+	}
+	// COPY in: the same rows into a temporary table, counted and summed upstream
+	script := "create temp table cp(g int, h text);\n\\copy cp from stdin\n" + string(b) + "\\.\n" +
+		"select count(*), sum(g), count(distinct h) from cp;\n"
+	cmd = exec.Command("psql", uri, "-Atq", "-v", "ON_ERROR_STOP=1")
+	cmd.Stdin = strings.NewReader(script)
+	if got, err := cmd.CombinedOutput(); err != nil || strings.TrimSpace(string(got)) != "200000|20000100000|200000" {
+		t.Errorf("copy in: %v %q", err, got)
+	}
+
+	// TLS to the client when it asks (sslmode=verify-full against the stack's CA)
+	tlsURI := fmt.Sprintf("postgresql://%s@localhost:%d/app?sslmode=verify-full&sslrootcert=%s",
+		stack.ControllerRole, px.port, pki+"/ca.crt")
+	cmd = exec.Command("psql", tlsURI, "-c", "\\conninfo")
+	if got, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(got), "SSL connection (protocol: TLSv1.3") {
+		t.Errorf("TLS to the client: %v %s", err, got)
+	}
+
+	// the server ends the session mid-query: the client gets the server's error
+	cmd = exec.Command("psql", uri, "-Atqc", "select pg_sleep(60)")
+	out.Reset()
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(15 * time.Second)
+	for {
+		n, _ := w.s.PSQLAdmin("select pg_terminate_backend(pid) from pg_stat_activity where query = 'select pg_sleep(60)' and state = 'active'")
+		if strings.TrimSpace(n) == "t" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no backend to end: %s", out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := cmd.Wait(); err == nil || !strings.Contains(out.String(), "terminating connection due to administrator command") {
+		t.Errorf("server went away: %v %s", err, out.String())
+	}
+	if user, err := px.query(uri, "select current_user"); err != nil || user != stack.ControllerRole {
+		t.Errorf("after the edges: %q %v", user, err)
+	}
+}
+
+func md5hex(s string) string {
+	sum := md5.Sum([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
+
+// Clients that misbehave: one that sends a byte a second, one that announces an oversized
+// startup packet, one that sends garbage and one that connects and says nothing. None of them
+// delays a real login, and each is refused or timed out on its own.
+func TestProxyBadClients(t *testing.T) {
+	apiNeutral(t)
+	w := newWorld(t, stack.Options{})
+	px := w.startProxy("proxy", "--login-timeout", "3")
+	addr := fmt.Sprintf("127.0.0.1:%d", px.port)
+	dial := func() net.Conn {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	slow, silent, huge, junk := dial(), dial(), dial(), dial()
+	stopSlow := make(chan struct{})
+	go func() { // a startup packet, one byte a second
+		pkt := []byte{0, 0, 0, 9, 0, 3, 0, 0, 0}
+		for _, b := range pkt {
+			select {
+			case <-stopSlow:
+				return
+			case <-time.After(time.Second):
+			}
+			if _, err := slow.Write([]byte{b}); err != nil {
+				return
+			}
+		}
+	}()
+	defer close(stopSlow)
+	huge.Write([]byte{0, 1, 0x86, 0xa0, 0, 3, 0, 0}) // 100,000 bytes announced
+	junk.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+	// real logins meanwhile, each quick
+	for i := 0; i < 5; i++ {
+		start := time.Now()
+		if user, err := px.query(px.url(stack.ControllerRole, "app"), "select current_user"); err != nil || user != stack.ControllerRole {
+			t.Fatalf("login %d beside bad clients: %q %v", i, user, err)
+		}
+		if d := time.Since(start); d > 3*time.Second {
+			t.Errorf("login %d took %v beside bad clients", i, d)
+		}
+	}
+	reply := func(c net.Conn, within time.Duration) string {
+		c.SetReadDeadline(time.Now().Add(within))
+		b, _ := io.ReadAll(c)
+		return string(b)
+	}
+	if r := reply(huge, 5*time.Second); !strings.Contains(r, "08P01") || !strings.Contains(r, "over the 10000 allowed") {
+		t.Errorf("oversized startup: %q", r)
+	}
+	if r := reply(junk, 5*time.Second); !strings.Contains(r, "08P01") {
+		t.Errorf("garbage: %q", r)
+	}
+	if r := reply(silent, 8*time.Second); !strings.Contains(r, "did not finish its login in time") {
+		t.Errorf("silent client: %q", r)
+	}
+	if r := reply(slow, 8*time.Second); !strings.Contains(r, "did not finish its login in time") {
+		t.Errorf("slow client: %q", r)
+	}
+	text, err := scrape(px.ops + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// the four, and startProxy's probe that connects and closes
+	if v, _ := metricValue(text, "pgtoken_rotator_proxy_connections_total", `result="client"`); v != 5 {
+		t.Errorf("bad clients counted %v, want 5", v)
 	}
 }
