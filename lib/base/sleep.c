@@ -4,6 +4,8 @@
 #include <pthread.h>
 #include <time.h>
 
+#include "base/clock.h"
+
 #include "base/banned.h"
 
 static pthread_mutex_t sleep_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -31,13 +33,7 @@ static bool sleep_wait(long ms, const atomic_bool *stop, bool on_wake, uint64_t 
     if (ms <= 0)
         return false;
     pthread_once(&sleep_once, sleep_init);
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += ms / 1000;
-    deadline.tv_nsec += (ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
+    deadline = clock_mono_in(ms);
     pthread_mutex_lock(&sleep_mu);
     while (!(stop && atomic_load(stop))) {
         if (on_wake && sleep_gen != ticket) {

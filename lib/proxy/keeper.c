@@ -137,13 +137,7 @@ static void *keeper_main(void *arg)
             wait_ms = k->next_mint_ms - mono;
         if (wait_ms < 10)
             wait_ms = 10;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += wait_ms / 1000;
-        ts.tv_nsec += (wait_ms % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        ts = clock_mono_in((long)wait_ms);
         pthread_cond_timedwait(&k->cond, &k->mu, &ts);
     }
     pthread_mutex_unlock(&k->mu);
@@ -248,13 +242,7 @@ bool keeper_wait_ready(struct keeper *k, long ms)
 
     pthread_mutex_lock(&k->mu);
     while (!(ready = k->tok.token && k->naddrs > 0) && clock_mono_ms() < end) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_nsec += 50 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        struct timespec ts = clock_mono_in(50);
         pthread_cond_timedwait(&k->cond, &k->mu, &ts);
     }
     pthread_mutex_unlock(&k->mu);

@@ -270,17 +270,8 @@ func TestProxyProtocolEdges(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		n, _ := w.s.PSQLAdmin("select count(*) from pg_stat_activity where query = 'select pg_sleep(60)' and state = 'active'")
-		if strings.TrimSpace(n) == "1" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the query never ran upstream: %s", out.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	w.untilAdmin("select count(*) from pg_stat_activity where query = 'select pg_sleep(60)' and state = 'active'",
+		"1", func() string { return "the query never ran upstream: " + out.String() })
 	start := time.Now()
 	cmd.Process.Signal(os.Interrupt)
 	err := cmd.Wait()
@@ -323,22 +314,29 @@ func TestProxyProtocolEdges(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline = time.Now().Add(15 * time.Second)
-	for {
-		n, _ := w.s.PSQLAdmin("select pg_terminate_backend(pid) from pg_stat_activity where query = 'select pg_sleep(60)' and state = 'active'")
-		if strings.TrimSpace(n) == "t" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no backend to end: %s", out.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	w.untilAdmin("select pg_terminate_backend(pid) from pg_stat_activity where query = 'select pg_sleep(60)' and state = 'active'",
+		"t", func() string { return "no backend to end: " + out.String() })
 	if err := cmd.Wait(); err == nil || !strings.Contains(out.String(), "terminating connection due to administrator command") {
 		t.Errorf("server went away: %v %s", err, out.String())
 	}
 	if user, err := px.query(uri, "select current_user"); err != nil || user != stack.ControllerRole {
 		t.Errorf("after the edges: %q %v", user, err)
+	}
+}
+
+// untilAdmin runs sql as the database's admin until it prints want, for up to 15 s; else the
+// test fails with why().
+func (w *world) untilAdmin(sql, want string, why func() string) {
+	w.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if n, _ := w.s.PSQLAdmin(sql); strings.TrimSpace(n) == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			w.t.Fatal(why())
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
