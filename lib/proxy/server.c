@@ -376,6 +376,8 @@ static int connect_next(struct conn *k)
         if (fd < 0)
             continue;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        /* a pooled connection idles for hours: notice a server that is gone */
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
         int rc = connect(fd, (const struct sockaddr *)&a->sa, a->len);
         if (rc == 0 || errno == EINPROGRESS) {
             if (u->fd >= 0)
@@ -423,8 +425,8 @@ static void send_cancel(struct proxy_server *srv, const struct conn *target)
 static void handle_cancel(struct conn *k)
 {
     struct proxy_server *srv = k->srv;
-    uint32_t pid = k->s.cancel_pid, key = k->s.cancel_key;
-    struct conn *t = srv->slots[pid & 0xffff];
+    uint32_t pid = k->s.cancel_pid, key = k->s.cancel_key, slot = pid & 0xffff;
+    struct conn *t = slot < (uint32_t)srv->o.max_conns ? srv->slots[slot] : NULL;
 
     /* as the server: a wrong key is ignored, without a word */
     if (t && t->pid == pid && !t->login && !CRYPTO_memcmp(&t->key, &key, sizeof(key)))
@@ -810,6 +812,21 @@ static void tick(struct proxy_server *srv)
     }
 }
 
+/* At the end of a drain: a relayed client between two messages is told why it is cut off,
+ * as the server tells it at a shutdown (57P01), if its socket takes it now. */
+static void goodbye(struct conn *k)
+{
+    struct buf e = BUF_INIT(256);
+
+    if (k->login || k->cancel_step || k->closing || k->msg_left || k->hdr_have ||
+        k->c.fd < 0 || k->c.out.len)
+        return;
+    if (pgw_put_error(&e, "FATAL", "57P01",
+                      "terminating connection because the proxy is shutting down", NULL) == 0)
+        (void)side_write(&k->c, e.ptr, e.len);
+    buf_release(&e);
+}
+
 int proxy_server_new(struct proxy_server **out, const struct proxy_server_opts *o)
 {
     struct proxy_server *srv;
@@ -926,8 +943,11 @@ int proxy_server_run(struct proxy_server *srv, const atomic_bool *stop, long dra
             log_info("proxy_draining", LOG_I64("open", atomic_load(&srv->stats.active)),
                      LOG_I64("drain_ms", drain_ms));
         }
-        if (drain_end && (!srv->conns || now >= drain_end))
+        if (drain_end && (!srv->conns || now >= drain_end)) {
+            for (struct conn *k = srv->conns; k; k = k->next)
+                goodbye(k);
             return 0;
+        }
     }
 }
 

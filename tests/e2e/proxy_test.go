@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -114,20 +115,37 @@ func (px *proxy) openSession(uri string) *session {
 
 // ask runs sql and returns its one line of output.
 func (s *session) ask(sql string) (string, error) {
-	if _, err := fmt.Fprintf(s.in, "%s;\n", sql); err != nil {
+	lines, err := s.askLines(sql, 1)
+	if len(lines) == 0 {
 		return "", err
 	}
-	type line struct {
-		s   string
-		err error
+	return lines[0], err
+}
+
+// askLines runs sql and returns the next n lines of output.
+func (s *session) askLines(sql string, n int) ([]string, error) {
+	if _, err := fmt.Fprintf(s.in, "%s;\n", sql); err != nil {
+		return nil, err
 	}
-	ch := make(chan line, 1)
-	go func() { l, err := s.out.ReadString('\n'); ch <- line{strings.TrimSpace(l), err} }()
+	type result struct {
+		lines []string
+		err   error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		var r result
+		for len(r.lines) < n && r.err == nil {
+			var l string
+			l, r.err = s.out.ReadString('\n')
+			r.lines = append(r.lines, strings.TrimSpace(l))
+		}
+		ch <- r
+	}()
 	select {
-	case l := <-ch:
-		return l.s, l.err
+	case r := <-ch:
+		return r.lines, r.err
 	case <-time.After(15 * time.Second):
-		return "", fmt.Errorf("no answer to %q in 15 s", sql)
+		return nil, fmt.Errorf("no answer to %q in 15 s", sql)
 	}
 }
 
@@ -319,6 +337,18 @@ func TestProxyProtocolEdges(t *testing.T) {
 	if err := cmd.Wait(); err == nil || !strings.Contains(out.String(), "terminating connection due to administrator command") {
 		t.Errorf("server went away: %v %s", err, out.String())
 	}
+	// LISTEN in one session, NOTIFY from another: the notification crosses the proxy
+	listener := px.openSession(uri)
+	if got, err := listener.ask("listen pgtr_ch; select 'listening'"); err != nil || got != "listening" {
+		t.Fatalf("listen: %q %v", got, err)
+	}
+	if _, err := px.query(uri, "notify pgtr_ch, 'hello through the proxy'"); err != nil {
+		t.Fatalf("notify: %v", err)
+	}
+	if got, err := listener.askLines("select 'after'", 2); err != nil ||
+		!strings.Contains(strings.Join(got, "\n"), `Asynchronous notification "pgtr_ch" with payload "hello through the proxy" received`) {
+		t.Errorf("notification: %q %v", got, err)
+	}
 	if user, err := px.query(uri, "select current_user"); err != nil || user != stack.ControllerRole {
 		t.Errorf("after the edges: %q %v", user, err)
 	}
@@ -378,6 +408,16 @@ func TestProxyBadClients(t *testing.T) {
 	}()
 	defer close(stopSlow)
 	huge.Write([]byte{0, 1, 0x86, 0xa0, 0, 3, 0, 0}) // 100,000 bytes announced
+	// cancel requests for sessions that do not exist (one beyond every slot): ignored
+	for _, pid := range []uint32{0x0001ffff, 0x7fff0000, 1} {
+		c := dial()
+		c.Write([]byte{0, 0, 0, 16, 0x04, 0xd2, 0x16, 0x2e, byte(pid >> 24), byte(pid >> 16),
+			byte(pid >> 8), byte(pid), 1, 2, 3, 4})
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if b, err := io.ReadAll(c); err != nil || len(b) != 0 {
+			t.Errorf("a cancel for pid %#x got %q %v; want a close without a word", pid, b, err)
+		}
+	}
 	junk.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
 	// real logins meanwhile, each quick
 	for i := 0; i < 5; i++ {
@@ -414,4 +454,43 @@ func TestProxyBadClients(t *testing.T) {
 	if v, _ := metricValue(text, "pgtoken_rotator_proxy_connections_total", `result="client"`); v != 5 {
 		t.Errorf("bad clients counted %v, want 5", v)
 	}
+}
+
+// SIGTERM: the listener closes at once, an open session keeps working until the drain time
+// has passed, then it is told why it is cut off (57P01) and the proxy exits 0.
+func TestProxyDrain(t *testing.T) {
+	apiNeutral(t)
+	w := newWorld(t, stack.Options{})
+	px := w.startProxy("proxy", "--drain-timeout", "4")
+	uri := px.url(stack.ControllerRole, "app")
+	long := px.openSession(uri)
+	if got, err := long.ask("select 1"); err != nil || got != "1" {
+		t.Fatalf("session: %q %v", got, err)
+	}
+	p := px.p
+	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for !strings.Contains(p.Output(), `"msg":"proxy_draining"`) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", px.port), time.Second); err == nil {
+		c.Close()
+		t.Errorf("the proxy still accepts connections while draining")
+	}
+	if got, err := long.ask("select 2"); err != nil || got != "2" {
+		t.Errorf("an open session during the drain: %q %v", got, err)
+	}
+	for i := 0; i < 100 && !p.Exited(); i++ {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !p.Exited() {
+		t.Fatalf("the proxy did not exit after its 4 s drain")
+	}
+	got, _ := long.ask("select 3")
+	if !strings.Contains(got, "terminating connection because the proxy is shutting down") {
+		t.Errorf("after the drain the session got %q; want the shutdown FATAL", got)
+	}
+	px.stop()
 }
