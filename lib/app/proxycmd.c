@@ -101,7 +101,7 @@ static int set_flag(void *ctx, const struct flag *f, const char *v)
 {
     struct proxycmd_opts *o = ctx;
     bool on = !strcmp(v, "true");
-    long n;
+    long n = 0;
     int rc;
 
     switch (f->id) {

@@ -236,7 +236,7 @@ int scram_server_final(struct scram_exchange *ex, struct buf *reply, const void 
                        size_t len)
 {
     struct buf msg = BUF_INIT(MSG_MAX), auth = BUF_INIT(3 * MSG_MAX + 4);
-    unsigned char proof[SHA256_LEN], sig[SHA256_LEN], key[SHA256_LEN];
+    unsigned char proof[SHA256_LEN] = { 0 }, sig[SHA256_LEN], key[SHA256_LEN];
     size_t wp = 0;
     int rc;
 

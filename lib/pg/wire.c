@@ -161,7 +161,7 @@ int pgw_read_backend_key(uint32_t *pid, uint32_t *key, const struct pgw_msg *m)
 
 int pgw_read_ready(char *status, const struct pgw_msg *m)
 {
-    if (m->type != 'Z' || m->len != 1 || !memchr("ITE", m->body[0], 3))
+    if (m->type != 'Z' || m->len != 1 || !m->body[0] || !strchr("ITE", m->body[0]))
         return bad(m, "is not a ReadyForQuery");
     *status = (char)m->body[0];
     return 0;

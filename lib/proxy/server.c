@@ -879,7 +879,7 @@ int proxy_server_new(struct proxy_server **out, const struct proxy_server_opts *
     srv->port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
                                               : ((struct sockaddr_in6 *)&ss)->sin6_port);
     n = srv->o.max_conns;
-    srv->slots = xcalloc((size_t)n, sizeof(*srv->slots));
+    srv->slots = xcalloc((size_t)n, sizeof(struct conn *));
     srv->free_slots = xcalloc((size_t)n, sizeof(*srv->free_slots));
     for (int i = 0; i < n; i++)
         srv->free_slots[i] = (uint32_t)(n - 1 - i);
