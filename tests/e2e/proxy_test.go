@@ -109,7 +109,16 @@ func (px *proxy) openSession(uri string) *session {
 		px.w.t.Fatal(err)
 	}
 	s := &session{cmd: cmd, in: in, out: bufio.NewReader(pr)}
-	px.w.t.Cleanup(func() { in.Close(); cmd.Wait(); pw.Close() })
+	// Closing the reading end first: psql's last words (after a lost connection) must not block
+	// the copy into the pipe, which cmd.Wait waits for.
+	px.w.t.Cleanup(func() {
+		in.Close()
+		pr.Close()
+		kill := time.AfterFunc(5*time.Second, func() { cmd.Process.Kill() })
+		cmd.Wait()
+		kill.Stop()
+		pw.Close()
+	})
 	return s
 }
 
