@@ -190,8 +190,6 @@ int proxycmd_parse(struct proxycmd_opts *out, int argc, char **argv)
                                .drain_timeout_s = 30, .max_connections = PROXY_DEFAULT_MAX_CONNS,
                                .metrics_addr = "127.0.0.1:9188", .scope = IDP_DEFAULT_SCOPE,
                                .refresh_ratio = 0.5, .log_level = "info", .log_format = "json" };
-    char host[128];
-    unsigned port;
     int rc;
 
     memset(out, 0, sizeof(*out));
@@ -203,9 +201,9 @@ int proxycmd_parse(struct proxycmd_opts *out, int argc, char **argv)
         return err_set(ERR_INVALID, "--user is required (the role to log in as)");
     if (!o.database || !*o.database)
         return err_set(ERR_INVALID, "--database is required");
-    if ((rc = split_listen(host, sizeof(host), &port, o.listen)) < 0)
+    if ((rc = split_listen(o.listen_host, sizeof(o.listen_host), &o.listen_port, o.listen)) < 0)
         return rc;
-    if (!loopback(host) && !o.client_password_file)
+    if (!loopback(o.listen_host) && !o.client_password_file)
         return err_set(ERR_INVALID, "--listen %s is not a loopback address: set "
                                     "--client-password-file so that clients prove a password",
                        o.listen);
@@ -274,11 +272,10 @@ int proxycmd_run(const struct proxycmd_opts *o, const atomic_bool *stop)
     struct metrics *metrics = NULL;
     struct pxmetrics *pxm = NULL;
     SSL_CTX *up_ctx = NULL, *cl_ctx = NULL;
-    char host[128];
     int rc, status = 2;
 
-    (void)split_listen(host, sizeof(host), &so.listen_port, o->listen);
-    so.listen_host = host;
+    so.listen_host = o->listen_host;
+    so.listen_port = o->listen_port;
     so.upstream_host = o->host;
     so.upstream_port = o->port;
     so.role = o->user;

@@ -17,6 +17,8 @@
 /* The flags as parsed (strings point into argv or at constants). */
 struct proxycmd_opts {
     const char *listen;           /* "host:port"; default 127.0.0.1:5432 */
+    char listen_host[128];        /* its address and port, split by proxycmd_parse */
+    unsigned listen_port;
     const char *host;             /* the server (required) */
     unsigned port;                /* 5432 */
     const char *user, *database;  /* required */

@@ -140,26 +140,31 @@ static void side_close(struct proxy_server *srv, struct side *sd)
     sd->mask = 0;
 }
 
+/* A failed SSL_read or SSL_write (r <= 0): 0 when it would block (*blocked set,
+ * *wants the epoll event it waits for), -1 the peer closed, -2 an error. */
+static long ssl_failed(struct side *sd, int r, bool *blocked, uint32_t *wants)
+{
+    switch (SSL_get_error(sd->ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+        *blocked = true, *wants = EPOLLIN;
+        return 0;
+    case SSL_ERROR_WANT_WRITE:
+        *blocked = true, *wants = EPOLLOUT;
+        return 0;
+    case SSL_ERROR_ZERO_RETURN:
+        return -1;
+    default:
+        ERR_clear_error();
+        return -2;
+    }
+}
+
 /* >0 bytes read; 0 would block; -1 the peer closed; -2 an error. */
 static long side_read(struct side *sd, char *p, size_t n)
 {
     if (sd->ssl) {
         int r = SSL_read(sd->ssl, p, (int)n);
-        if (r > 0)
-            return r;
-        switch (SSL_get_error(sd->ssl, r)) {
-        case SSL_ERROR_WANT_READ:
-            sd->rd_blocked = true, sd->rd_wants = EPOLLIN;
-            return 0;
-        case SSL_ERROR_WANT_WRITE:
-            sd->rd_blocked = true, sd->rd_wants = EPOLLOUT;
-            return 0;
-        case SSL_ERROR_ZERO_RETURN:
-            return -1;
-        default:
-            ERR_clear_error();
-            return -2;
-        }
+        return r > 0 ? r : ssl_failed(sd, r, &sd->rd_blocked, &sd->rd_wants);
     }
     ssize_t r = recv(sd->fd, p, n, 0);
     if (r > 0)
@@ -180,19 +185,12 @@ static long side_write(struct side *sd, const char *p, size_t n)
         return 0;
     if (sd->ssl) {
         int r = SSL_write(sd->ssl, p, (int)(n > INT32_MAX ? INT32_MAX : n));
+        long f;
+
         if (r > 0)
             return r;
-        switch (SSL_get_error(sd->ssl, r)) {
-        case SSL_ERROR_WANT_WRITE:
-            sd->wr_blocked = true, sd->wr_wants = EPOLLOUT;
-            return 0;
-        case SSL_ERROR_WANT_READ:
-            sd->wr_blocked = true, sd->wr_wants = EPOLLIN;
-            return 0;
-        default:
-            ERR_clear_error();
-            return -2;
-        }
+        f = ssl_failed(sd, r, &sd->wr_blocked, &sd->wr_wants);
+        return f == -1 ? -2 : f; /* a close while writing is a failed write */
     }
     ssize_t r = send(sd->fd, p, n, MSG_NOSIGNAL);
     if (r >= 0)
@@ -262,8 +260,8 @@ static void count(struct conn *k)
                  LOG_STR("detail", k->s.reason));
 }
 
-/* Closes k and counts it; the memory goes at the end of the batch (reap). */
-static void conn_free(struct conn *k)
+/* Ends k: closes both sides and counts it; the memory goes at the end of the batch (reap). */
+static void conn_end(struct conn *k)
 {
     struct proxy_server *srv = k->srv;
 
@@ -416,7 +414,7 @@ static void send_cancel(struct proxy_server *srv, const struct conn *target)
     (void)pgw_put_cancel(&x->cancel_pkt, target->up_pid, target->up_key);
     if (start_connect(x) < 0) {
         log_warn("proxy_cancel_failed", LOG_STR("detail", err_msg()));
-        conn_free(x);
+        conn_end(x);
         return;
     }
     pump(x);
@@ -732,11 +730,11 @@ static void pump(struct conn *k)
         progress |= pump_read(k, &k->u);
         if (k->cancel_step == CX_SENT && !k->u.out.len) {
             atomic_fetch_add(&k->srv->stats.cancels_sent, 1);
-            conn_free(k); /* the request is out: the server needs nothing more */
+            conn_end(k); /* the request is out: the server needs nothing more */
             return;
         }
         if (k->closing && (k->c.fd < 0 || k->c.eof || !k->c.out.len)) {
-            conn_free(k);
+            conn_end(k);
             return;
         }
         if (!progress)
@@ -802,7 +800,7 @@ static void tick(struct proxy_server *srv)
         if (!k->deadline_ms || now < k->deadline_ms)
             continue;
         if (k->closing || k->cancel_step) {
-            conn_free(k);
+            conn_end(k);
             continue;
         }
         if (k->login) {
@@ -956,7 +954,7 @@ void proxy_server_free(struct proxy_server *srv)
     if (!srv)
         return;
     while (srv->conns)
-        conn_free(srv->conns);
+        conn_end(srv->conns);
     reap(srv);
     if (srv->lfd >= 0)
         close(srv->lfd);

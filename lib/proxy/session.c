@@ -540,10 +540,3 @@ enum session_do session_upstream_in(struct session *s, const void *data, size_t 
             return next;
     }
 }
-
-int session_cancel_packet(struct buf *out, const struct session *s)
-{
-    if (s->state != ST_RELAY || (!s->up_pid && !s->up_key))
-        return err_set(ERR_NOTFOUND, "the session has no server key");
-    return pgw_put_cancel(out, s->up_pid, s->up_key);
-}

@@ -124,8 +124,4 @@ enum session_do session_upstream_failed(struct session *s, int rc);
 /* The login took too long (the loop's deadline). SES_CLOSE. */
 enum session_do session_timeout(struct session *s);
 
-/* The cancel of a relayed session: what to send upstream (a CancelRequest for
- * the server's key). 0, or ERR_NOTFOUND when s has no server key yet. */
-int session_cancel_packet(struct buf *out, const struct session *s);
-
 #endif
